@@ -1,0 +1,63 @@
+"""The JSON envelope every message carries (CONTRACT §5), and its (de)serialisation."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, so every timestamp we emit is unambiguous UTC."""
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """One event on the wire: identity, type, tenancy and tracing around a typed payload."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key of the event")
+    event_type: str = Field(description="Payload type, e.g. LeadStopped")
+    schema_version: int = Field(default=1, ge=1)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    account_id: str = Field(min_length=1, max_length=256)
+    correlation_id: str | None = None
+    producer: str = Field(min_length=1)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Serialise with millisecond UTC timestamps ending in Z, as the contract shows."""
+        data = self.model_dump(mode="python")
+        data["event_id"] = str(self.event_id)
+        data["occurred_at"] = format_time(self.occurred_at)
+        return orjson.dumps(data, default=_json_default)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> Envelope:
+        """Parse and validate; raises ValueError (orjson/pydantic) on anything malformed."""
+        return cls.model_validate(orjson.loads(raw))
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a Z suffix."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    """orjson with the envelope's conventions for datetimes and UUIDs."""
+    return orjson.dumps(value, default=_json_default)

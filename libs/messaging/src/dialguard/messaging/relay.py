@@ -1,0 +1,130 @@
+"""Publishes committed outbox rows to Kafka in batches; woken by NOTIFY so latency is milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from dialguard.db.pool import connect
+from dialguard.messaging.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from dialguard.messaging.outbox import notify_channel
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    """One leader per schema (advisory lock) keeps per-key order; rows are deleted after the broker acks."""
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        pool: asyncpg.Pool,
+        schema: str,
+        producer: AIOKafkaProducer,
+        batch_size: int = 1000,
+        idle_poll_s: float = 1.0,
+    ) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self._schema = schema
+        self._producer = producer
+        self._batch_size = batch_size
+        self._idle_poll_s = idle_poll_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.is_leader = False
+        self._lock_key = zlib.crc32(f"outbox:{schema}".encode())
+
+    def start(self) -> None:
+        """Run in the background until stop()."""
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
+
+    async def stop(self) -> None:
+        """Cancel the loop; unpublished rows stay in the outbox for the next leader."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def wake(self) -> None:
+        """Let in-process writers skip the NOTIFY round trip."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            listen: asyncpg.Connection | None = None
+            try:
+                listen = await connect(self._dsn)
+                while not await listen.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                    self.is_leader = False
+                    await asyncio.sleep(2)
+                self.is_leader = True
+                await listen.add_listener(notify_channel(self._schema), self._on_notify)
+                backoff = 0.2
+                await self._pump(listen)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or DB outage: keep rows, retry with backoff
+                log.warning("outbox relay error", schema=self._schema, error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.is_leader = False
+                if listen is not None:
+                    with contextlib.suppress(Exception):
+                        await listen.close()
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _pump(self, listen: asyncpg.Connection) -> None:
+        while True:
+            self._wake.clear()
+            published = await self.publish_batch()
+            if published >= self._batch_size:
+                continue
+            if listen.is_closed():
+                raise ConnectionError("listen connection lost")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_poll_s)
+            if not self._wake.is_set():
+                OUTBOX_BACKLOG.labels(self._schema).set(await self.backlog())
+
+    async def publish_batch(self) -> int:
+        """Publish up to batch_size rows in id order and delete them, all or nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, topic, key, value, event_type, correlation_id FROM outbox
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = [("event_type", row["event_type"].encode())]
+                if row["correlation_id"] is not None:
+                    headers.append(("correlation_id", row["correlation_id"].encode()))
+                futures.append(
+                    await self._producer.send(
+                        row["topic"], value=row["value"], key=row["key"], headers=headers
+                    )
+                )
+            await asyncio.gather(*futures)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
+        return len(rows)
+
+    async def backlog(self) -> int:
+        """Rows waiting to be published (an ops signal: it should hover near zero)."""
+        async with self._pool.acquire() as conn:
+            value = await conn.fetchval("SELECT count(*) FROM outbox")
+        return int(value)

@@ -1,0 +1,2 @@
+-- lead-action: schema objects arrive with the service's features.
+SELECT 1;

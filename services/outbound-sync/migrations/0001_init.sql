@@ -1,0 +1,2 @@
+-- outbound-sync: schema objects arrive with the service's features.
+SELECT 1;

@@ -1,0 +1,9 @@
+"""Settings of the outbound-sync service."""
+
+from dialguard.platform.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Environment settings; defaults suit `make run`."""
+
+    HTTP_PORT: int = 8004

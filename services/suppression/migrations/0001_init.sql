@@ -1,0 +1,2 @@
+-- suppression: schema objects arrive with the service's features.
+SELECT 1;
