@@ -31,15 +31,24 @@ class Envelope(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Serialise with millisecond UTC timestamps ending in Z, as the contract shows."""
-        data = self.model_dump(mode="python")
-        data["event_id"] = str(self.event_id)
-        data["occurred_at"] = format_time(self.occurred_at)
+        data = {
+            "event_id": str(self.event_id),
+            "event_type": self.event_type,
+            "schema_version": self.schema_version,
+            "occurred_at": format_time(self.occurred_at),
+            "account_id": self.account_id,
+            "correlation_id": self.correlation_id,
+            "producer": self.producer,
+            "payload": self.payload,
+        }
+        if self.model_extra:
+            data.update(self.model_extra)
         return orjson.dumps(data, default=_json_default)
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> Envelope:
         """Parse and validate; raises ValueError (orjson/pydantic) on anything malformed."""
-        return cls.model_validate(orjson.loads(raw))
+        return cls.model_validate_json(raw)
 
 
 def format_time(value: datetime) -> str:

@@ -14,9 +14,9 @@ class ConsumerTuning:
 
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
-    fetch_max_wait_ms: int = 20
+    fetch_max_wait_ms: int = 10
     max_records: int = 1_000
-    batch_timeout_ms: int = 20
+    batch_timeout_ms: int = 10
 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:

@@ -24,9 +24,9 @@ class ServiceSettings(BaseSettings):
 
     KAFKA_SESSION_TIMEOUT_MS: int = 10_000
     KAFKA_HEARTBEAT_INTERVAL_MS: int = 1_000
-    KAFKA_FETCH_MAX_WAIT_MS: int = 20
+    KAFKA_FETCH_MAX_WAIT_MS: int = 10
     CONSUMER_MAX_RECORDS: int = 1_000
-    CONSUMER_BATCH_TIMEOUT_MS: int = 20
+    CONSUMER_BATCH_TIMEOUT_MS: int = 10
     CONSUMER_GROUP_SUFFIX: str = ""
     DB_POOL_MAX: int = 10
 
