@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dev_secret import dev_secret  # noqa: E402
+from dev_secret import dev_secret
 
-from dialguard.platform.auth import mint_token  # noqa: E402
+from dialguard.platform.auth import mint_token
 
 
 def main() -> None:

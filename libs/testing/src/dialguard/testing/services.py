@@ -17,7 +17,7 @@ import httpx
 
 from dialguard.db.provision import SERVICE_SCHEMAS, provision_service_db
 
-PACKAGES = {name: schema for name, schema in SERVICE_SCHEMAS.items()}
+PACKAGES = dict(SERVICE_SCHEMAS)
 
 
 def free_port() -> int:
