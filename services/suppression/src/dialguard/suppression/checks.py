@@ -1,0 +1,89 @@
+"""The check use case: bloom cache says 'no' or 'maybe'; every 'maybe' (and every answer while the cache
+is not ready) is confirmed in Postgres, so the answer is exact."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dialguard.identifiers import InvalidIdentifier, identifier_readings
+from dialguard.suppression import repository as repo
+from dialguard.suppression.domain import cache_key
+from dialguard.suppression.handlers import Suppression
+
+
+@dataclass(slots=True)
+class CheckItem:
+    """One requested identifier with its normalized readings (two for an ambiguous phone)."""
+
+    raw: dict[str, Any]
+    readings: list[tuple[str, str]] = field(default_factory=list)
+    error: InvalidIdentifier | None = None
+    matches: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(raw_items: Sequence[dict[str, Any]], *, region: str) -> list[CheckItem]:
+    """Normalize every identifier; an invalid one is answered per item, never failing the batch."""
+    items: list[CheckItem] = []
+    for raw in raw_items:
+        item = CheckItem(raw=raw)
+        try:
+            item.readings = [
+                (r.type, r.value) for r in identifier_readings(raw["type"], raw["value"], region=region)
+            ]
+        except InvalidIdentifier as exc:
+            item.error = exc
+        items.append(item)
+    return items
+
+
+async def run_checks(
+    svc: Suppression,
+    items: list[CheckItem],
+    *,
+    account_id: str,
+    channel: str | None,
+    sender: str | None,
+    stoplist_ids: Sequence[uuid.UUID] | None,
+    use_cache: bool = True,
+) -> list[CheckItem]:
+    """Fill each item's matches; one cache round trip and one query per identifier type."""
+    keys = list({reading for item in items for reading in item.readings})
+    maybe: list[tuple[str, str]]
+    answer = (
+        await svc.cache.lookup(account_id, [cache_key(t, v) for t, v in keys]) if use_cache and keys else None
+    )
+    maybe = keys if answer is None else [k for k, hit in zip(keys, answer, strict=True) if hit]
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for id_type, value in maybe:
+        by_type[id_type].append(value)
+    found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    if by_type:
+        async with svc.runtime.pool.acquire() as conn:
+            for id_type, values in by_type.items():
+                rows = await repo.matching_entries(
+                    conn,
+                    account_id=account_id,
+                    id_type=id_type,
+                    values=values,
+                    channel=channel,
+                    sender=sender,
+                    stoplist_ids=stoplist_ids,
+                )
+                for r in rows:
+                    found[(id_type, r["value"])].append(
+                        {
+                            "entry_id": str(r["id"]),
+                            "stoplist_id": str(r["stoplist_id"]),
+                            "identifier": {"type": id_type, "value": r["value"]},
+                            "channel": r["channel"],
+                            "sender": r["sender"],
+                        }
+                    )
+    for item in items:
+        for reading in item.readings:
+            item.matches.extend(found.get(reading, ()))
+    return items

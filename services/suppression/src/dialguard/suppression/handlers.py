@@ -1,0 +1,161 @@
+"""Use cases of the suppression service; each runs in one transaction and emits through the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from dialguard.events import Envelope
+from dialguard.events.envelope import format_time
+from dialguard.events.topics import SUPPRESSION_CHANGES
+from dialguard.messaging.outbox import OutgoingEvent
+from dialguard.platform.runtime import ServiceRuntime
+from dialguard.suppression import repository as repo
+from dialguard.suppression.cache import SuppressionCache
+from dialguard.suppression.domain import NewEntry, cache_key, covers_channel, event_key
+
+
+@dataclass
+class Suppression:
+    """The service's dependencies as handlers see them."""
+
+    runtime: ServiceRuntime
+    cache: SuppressionCache
+
+
+def entry_payload(row: asyncpg.Record) -> dict[str, Any]:
+    """An entry as SuppressionChanged carries it (and as the HTTP API returns it, with `id`)."""
+    return {
+        "entry_id": str(row["id"]),
+        "stoplist_id": str(row["stoplist_id"]),
+        "identifier": {"type": row["id_type"], "value": row["value"]},
+        "channel": row["channel"],
+        "sender": row["sender"],
+        "source": row["source"],
+        "reason": row["reason"],
+        "added_at": format_time(row["added_at"]),
+        "expires_at": format_time(row["expires_at"]) if row["expires_at"] else None,
+    }
+
+
+def _changed(
+    rt: ServiceRuntime,
+    account_id: str,
+    row: asyncpg.Record,
+    op: str,
+    suppressed: bool,
+    correlation_id: str | None,
+    remaining: list[str | None] | None = None,
+) -> OutgoingEvent:
+    payload: dict[str, Any] = {"op": op, "entry": entry_payload(row), "suppressed": suppressed}
+    if remaining is not None:
+        payload["remaining_channels"] = remaining
+    envelope = Envelope(
+        event_type="SuppressionChanged",
+        account_id=account_id,
+        producer=rt.service,
+        correlation_id=correlation_id,
+        payload=payload,
+    )
+    return OutgoingEvent(SUPPRESSION_CHANGES, event_key(account_id, row["id_type"], row["value"]), envelope)
+
+
+async def add_entries(
+    svc: Suppression,
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    stoplist_id: uuid.UUID,
+    entries: Sequence[NewEntry],
+    actor: str | None,
+    correlation_id: str | None = None,
+) -> list[asyncpg.Record]:
+    """Insert (idempotently) inside the caller's transaction; set cache bits before commit; one event per new entry."""
+    if not entries:
+        return []
+    await repo.lock_identifiers(conn, account_id=account_id, keys=[(e.id_type, e.value) for e in entries])
+    rows = await repo.insert_entries(
+        conn, account_id=account_id, stoplist_id=stoplist_id, entries=entries, actor=actor
+    )
+    if rows:
+        # Before commit: a check that starts after the commit must find these bits (docs/suppression-cache.md).
+        await svc.cache.add(account_id, [cache_key(r["id_type"], r["value"]) for r in rows])
+        await svc.runtime.publish(
+            conn, [_changed(svc.runtime, account_id, r, "added", True, correlation_id) for r in rows]
+        )
+    return rows
+
+
+async def remove_entries(
+    svc: Suppression,
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    where: str,
+    args: Sequence[Any],
+    op: str,
+    actor: str | None,
+    reason: str | None = None,
+    correlation_id: str | None = None,
+) -> list[asyncpg.Record]:
+    """Delete matching entries inside the caller's transaction; each leaves with an event saying what remains."""
+    keys = await repo.identifiers_of(conn, account_id=account_id, where=where, args=args)
+    if not keys:
+        return []
+    await repo.lock_identifiers(conn, account_id=account_id, keys=keys)
+    rows = await repo.delete_entries_where(conn, account_id=account_id, where=where, args=args)
+    if not rows:
+        return []
+    await repo.record_removals(conn, account_id=account_id, rows=rows, op=op, actor=actor, reason=reason)
+    coverage = await repo.live_coverage(
+        conn, account_id=account_id, keys=[(r["id_type"], r["value"]) for r in rows]
+    )
+    events = []
+    for r in rows:
+        remaining = coverage.get((r["id_type"], r["value"]), [])
+        suppressed = any(covers_channel(r["channel"], other) for other in remaining)
+        events.append(_changed(svc.runtime, account_id, r, op, suppressed, correlation_id, remaining))
+    await svc.runtime.publish(conn, events)
+    return rows
+
+
+async def create_stoplist(
+    svc: Suppression, *, account_id: str, name: str, entries: Sequence[NewEntry], actor: str | None
+) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+    """Create a named list, optionally with its first entries, atomically (None = name taken)."""
+    async with svc.runtime.pool.acquire() as conn, conn.transaction():
+        stoplist = await repo.create_stoplist(conn, account_id=account_id, name=name, actor=actor)
+        if stoplist is None:
+            return None, []
+        rows = await add_entries(
+            svc, conn, account_id=account_id, stoplist_id=stoplist["id"], entries=entries, actor=actor
+        )
+        return await repo.get_stoplist(conn, account_id=account_id, stoplist_id=stoplist["id"]), rows
+
+
+async def sweep_expired(svc: Suppression, *, batch: int = 5000) -> int:
+    """Remove expired entries with `expired` events; returns how many left."""
+    total = 0
+    async with svc.runtime.pool.acquire() as conn:
+        accounts = await repo.expired_accounts(conn)
+    for account_id in accounts:
+        while True:
+            async with svc.runtime.pool.acquire() as conn, conn.transaction():
+                rows = await remove_entries(
+                    svc,
+                    conn,
+                    account_id=account_id,
+                    where=repo.EXPIRED,
+                    args=[batch],
+                    op="expired",
+                    actor="system",
+                    reason="expired",
+                )
+            total += len(rows)
+            if len(rows) < batch:
+                break
+    return total

@@ -1,0 +1,314 @@
+"""SQL of the suppression service, and only SQL. Every statement is scoped by account_id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from dialguard.suppression.domain import NewEntry
+
+ENTRY_COLUMNS = (
+    "id, account_id, stoplist_id, id_type, value, channel, sender, source, reason, added_at, expires_at"
+)
+DEFAULT_STOPLIST = "default"
+
+
+async def create_stoplist(
+    conn: asyncpg.Connection, *, account_id: str, name: str, actor: str | None
+) -> asyncpg.Record | None:
+    """Insert; None when the account already has a stoplist of that name."""
+    return await conn.fetchrow(
+        """INSERT INTO stoplists (id, account_id, name, created_by) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (account_id, name) DO NOTHING
+           RETURNING id, account_id, name, record_count, created_at""",
+        uuid.uuid4(),
+        account_id,
+        name,
+        actor,
+    )
+
+
+async def default_stoplist_id(conn: asyncpg.Connection, *, account_id: str) -> uuid.UUID:
+    """The account's `default` stoplist, created on first use."""
+    await conn.execute(
+        """INSERT INTO stoplists (id, account_id, name, created_by) VALUES ($1, $2, $3, 'system')
+           ON CONFLICT (account_id, name) DO NOTHING""",
+        uuid.uuid4(),
+        account_id,
+        DEFAULT_STOPLIST,
+    )
+    value = await conn.fetchval(
+        "SELECT id FROM stoplists WHERE account_id = $1 AND name = $2", account_id, DEFAULT_STOPLIST
+    )
+    assert value is not None
+    return value  # type: ignore[no-any-return]
+
+
+async def get_stoplist(
+    conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT id, account_id, name, record_count, created_at, truncate_password_hash IS NOT NULL AS has_password
+           FROM stoplists WHERE id = $1 AND account_id = $2""",
+        stoplist_id,
+        account_id,
+    )
+
+
+async def lock_stoplist(
+    conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """Row lock so deletes/truncates of one stoplist serialise with each other."""
+    return await conn.fetchrow(
+        "SELECT id, truncate_password_hash FROM stoplists WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        stoplist_id,
+        account_id,
+    )
+
+
+async def existing_stoplists(
+    conn: asyncpg.Connection, *, account_id: str, ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM stoplists WHERE account_id = $1 AND id = ANY($2::uuid[])", account_id, list(ids)
+    )
+    return {r["id"] for r in rows}
+
+
+async def list_stoplists(
+    conn: asyncpg.Connection, *, account_id: str, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, account_id, name, record_count, created_at FROM stoplists
+           WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+           ORDER BY created_at, id LIMIT $4""",
+        account_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+
+
+async def rename_stoplist(
+    conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID, name: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """UPDATE stoplists SET name = $3 WHERE id = $1 AND account_id = $2
+           RETURNING id, account_id, name, record_count, created_at""",
+        stoplist_id,
+        account_id,
+        name,
+    )
+
+
+async def set_truncate_password(
+    conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID, password_hash: str
+) -> bool:
+    result = await conn.execute(
+        "UPDATE stoplists SET truncate_password_hash = $3 WHERE id = $1 AND account_id = $2",
+        stoplist_id,
+        account_id,
+        password_hash,
+    )
+    return result.endswith(" 1")
+
+
+async def delete_stoplist_row(conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM stoplists WHERE id = $1 AND account_id = $2", stoplist_id, account_id)
+
+
+async def lock_identifiers(
+    conn: asyncpg.Connection, *, account_id: str, keys: Sequence[tuple[str, str]]
+) -> None:
+    """Transaction locks per identifier, in a fixed order: concurrent changes of one identifier serialise,
+    so each SuppressionChanged carries a `suppressed` flag that is true at its commit."""
+    if not keys:
+        return
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(h) FROM (
+             SELECT DISTINCT hashtextextended($1 || ':' || t || ':' || v, 0) AS h
+             FROM unnest($2::text[], $3::text[]) AS u(t, v) ORDER BY 1) s""",
+        account_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+
+
+async def insert_entries(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    stoplist_id: uuid.UUID,
+    entries: Sequence[NewEntry],
+    actor: str | None,
+) -> list[asyncpg.Record]:
+    """Set-based insert; entries already present (same identifier, channel, sender) are skipped."""
+    if not entries:
+        return []
+    rows = await conn.fetch(
+        f"""INSERT INTO entries (id, account_id, stoplist_id, id_type, value, channel, sender, source, reason,
+                                 expires_at, added_by)
+            SELECT u.id, $1, $2, u.t, u.v, u.c, u.s, u.src, u.r, u.e, $3
+            FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                        $11::timestamptz[]) AS u(id, t, v, c, s, src, r, e)
+            ON CONFLICT DO NOTHING
+            RETURNING {ENTRY_COLUMNS}""",
+        account_id,
+        stoplist_id,
+        actor,
+        [uuid.uuid4() for _ in entries],
+        [e.id_type for e in entries],
+        [e.value for e in entries],
+        [e.channel for e in entries],
+        [e.sender for e in entries],
+        [e.source for e in entries],
+        [e.reason for e in entries],
+        [e.expires_at for e in entries],
+    )
+    if rows:
+        await conn.execute(
+            "UPDATE stoplists SET record_count = record_count + $2 WHERE id = $1", stoplist_id, len(rows)
+        )
+    return rows
+
+
+async def find_existing(
+    conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID, entry: NewEntry
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""SELECT {ENTRY_COLUMNS} FROM entries WHERE account_id = $1 AND stoplist_id = $2 AND id_type = $3
+            AND value = $4 AND channel IS NOT DISTINCT FROM $5 AND sender IS NOT DISTINCT FROM $6""",
+        account_id,
+        stoplist_id,
+        entry.id_type,
+        entry.value,
+        entry.channel,
+        entry.sender,
+    )
+
+
+async def delete_entries_where(
+    conn: asyncpg.Connection, *, account_id: str, where: str, args: Sequence[Any]
+) -> list[asyncpg.Record]:
+    """Delete by a fixed, parameterised predicate (callers pass constants from this module) and return the rows."""
+    rows = await conn.fetch(
+        f"DELETE FROM entries WHERE account_id = $1 AND ({where}) RETURNING {ENTRY_COLUMNS}",
+        account_id,
+        *args,
+    )
+    if rows:
+        counts: dict[uuid.UUID, int] = {}
+        for r in rows:
+            counts[r["stoplist_id"]] = counts.get(r["stoplist_id"], 0) + 1
+        await conn.execute(
+            """UPDATE stoplists s SET record_count = greatest(0, s.record_count - d.n)
+               FROM unnest($1::uuid[], $2::bigint[]) AS d(id, n) WHERE s.id = d.id""",
+            list(counts),
+            list(counts.values()),
+        )
+    return rows
+
+
+BY_ENTRY_IDS = "stoplist_id = $2 AND id = ANY($3::uuid[])"
+BY_STOPLIST = "stoplist_id = $2"
+BY_IDENTIFIER = (
+    "id_type = $2 AND value = ANY($3::text[]) AND ($4::text IS NULL OR channel = $4)"
+    " AND ($5::uuid IS NULL OR stoplist_id = $5)"
+)
+EXPIRED = "id IN (SELECT id FROM entries WHERE expires_at <= now() AND account_id = $1 LIMIT $2)"
+
+
+async def live_coverage(
+    conn: asyncpg.Connection, *, account_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[str | None]]:
+    """Channels of the live entries left per identifier (None = all channels)."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """SELECT e.id_type, e.value, e.channel FROM entries e
+           JOIN unnest($2::text[], $3::text[]) AS k(t, v) ON e.id_type = k.t AND e.value = k.v
+           WHERE e.account_id = $1 AND (e.expires_at IS NULL OR e.expires_at > now())""",
+        account_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    out: dict[tuple[str, str], list[str | None]] = {}
+    for r in rows:
+        out.setdefault((r["id_type"], r["value"]), []).append(r["channel"])
+    return out
+
+
+async def record_removals(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    rows: Sequence[asyncpg.Record],
+    op: str,
+    actor: str | None,
+    reason: str | None,
+) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO entry_removals (account_id, entry_id, stoplist_id, id_type, value, channel, op, removed_by, reason)
+           SELECT $1, u.id, u.sl, u.t, u.v, u.c, $2, $3, $4
+           FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[]) AS u(id, sl, t, v, c)""",
+        account_id,
+        op,
+        actor,
+        reason,
+        [r["id"] for r in rows],
+        [r["stoplist_id"] for r in rows],
+        [r["id_type"] for r in rows],
+        [r["value"] for r in rows],
+        [r["channel"] for r in rows],
+    )
+
+
+async def matching_entries(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    id_type: str,
+    values: Sequence[str],
+    channel: str | None,
+    sender: str | None,
+    stoplist_ids: Sequence[uuid.UUID] | None,
+) -> list[asyncpg.Record]:
+    """Live entries that apply to a check (channel/sender null or equal; omitted check field = any)."""
+    return await conn.fetch(
+        """SELECT value, id, stoplist_id, channel, sender FROM entries
+           WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
+             AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
+             AND ($5::text IS NULL OR sender IS NULL OR sender = $5)
+             AND (expires_at IS NULL OR expires_at > now())
+             AND ($6::uuid[] IS NULL OR stoplist_id = ANY($6::uuid[]))""",
+        account_id,
+        id_type,
+        list(values),
+        channel,
+        sender,
+        list(stoplist_ids) if stoplist_ids else None,
+    )
+
+
+async def expired_accounts(conn: asyncpg.Connection, *, limit: int = 100) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT account_id FROM (SELECT account_id FROM entries WHERE expires_at <= now() LIMIT 10000) t LIMIT $1",
+        limit,
+    )
+    return [r["account_id"] for r in rows]
+
+
+async def identifiers_of(
+    conn: asyncpg.Connection, *, account_id: str, where: str, args: Sequence[Any]
+) -> list[tuple[str, str]]:
+    """Identifiers a delete is about to touch, so they can be locked first."""
+    rows = await conn.fetch(
+        f"SELECT DISTINCT id_type, value FROM entries WHERE account_id = $1 AND ({where})", account_id, *args
+    )
+    return [(r["id_type"], r["value"]) for r in rows]
