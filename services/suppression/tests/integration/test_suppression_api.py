@@ -1,0 +1,274 @@
+"""Suppression through its public surface on the real stack: stoplists, entries, check, truncate, events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from dialguard.events import Envelope
+from dialguard.events.topics import LEADS_STOPPED, SUPPRESSION_CHANGES
+from tests.integration.conftest import StartService, auth
+from tests.integration.test_plumbing import wait_for
+
+PHONE = "12672345678"
+
+
+async def test_stoplists_entries_and_tenancy(start_service: StartService) -> None:
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url) as c:
+        r = await c.post(
+            "/v1/stoplists",
+            json={"name": "vip", "entries": [{"identifier": {"type": "phone", "value": "+1 267 234 5678"}}]},
+            headers=auth(),
+        )
+        assert r.status_code == 201, r.text
+        sl = r.json()
+        assert sl["record_count"] == 1
+        assert sl["entries"][0]["identifier"] == {"type": "phone", "value": PHONE}
+        assert (await c.post("/v1/stoplists", json={"name": "vip"}, headers=auth())).status_code == 409
+
+        first = await c.post(
+            f"/v1/stoplists/{sl['id']}/entries",
+            json={"identifier": {"type": "email", "value": " Opt.Out@Example.COM "}, "channel": "email"},
+            headers=auth(),
+        )
+        assert first.status_code == 201
+        assert first.json()["identifier"]["value"] == "opt.out@example.com"
+        again = await c.post(
+            f"/v1/stoplists/{sl['id']}/entries",
+            json={"identifier": {"type": "email", "value": "opt.out@example.com"}, "channel": "email"},
+            headers=auth(),
+        )
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+
+        bad = await c.post(
+            f"/v1/stoplists/{sl['id']}/entries",
+            json={"identifier": {"type": "phone", "value": "12345"}},
+            headers=auth(),
+        )
+        assert bad.status_code == 422
+        assert bad.json()["error"]["details"][0]["field"] == "identifier.value"
+        wrong_channel = await c.post(
+            f"/v1/stoplists/{sl['id']}/entries",
+            json={"identifier": {"type": "email", "value": "a@b.com"}, "channel": "sms"},
+            headers=auth(),
+        )
+        assert wrong_channel.status_code == 422
+
+        listed = (await c.get("/v1/stoplists", headers=auth("acme", ["VIEWER"]))).json()["items"]
+        assert [(s["name"], s["record_count"]) for s in listed if s["id"] == sl["id"]] == [("vip", 2)]
+        page = (await c.get(f"/v1/stoplists/{sl['id']}/entries?type=email&limit=1", headers=auth())).json()
+        assert [e["identifier"]["type"] for e in page["items"]] == ["email"]
+        assert page["next_cursor"] is None
+        by_value = (
+            await c.get(f"/v1/stoplists/{sl['id']}/entries?value=(267) 234-5678", headers=auth())
+        ).json()
+        assert len(by_value["items"]) == 1
+
+        assert (
+            await c.get(f"/v1/stoplists/{sl['id']}", headers=auth("globex", ["VIEWER"]))
+        ).status_code == 404
+        assert (
+            await c.post(
+                f"/v1/stoplists/{sl['id']}/entries",
+                json={"identifier": {"type": "phone", "value": PHONE}},
+                headers=auth("globex"),
+            )
+        ).status_code == 404
+        assert (await c.patch(f"/v1/stoplists/{sl['id']}", json={"name": "vip2"}, headers=auth())).json()[
+            "name"
+        ] == "vip2"
+
+        entry_id = first.json()["id"]
+        no_confirm = await c.delete(f"/v1/stoplists/{sl['id']}/entries/{entry_id}", headers=auth())
+        assert no_confirm.status_code == 400
+        assert no_confirm.json()["error"]["code"] == "confirmation_required"
+        assert (
+            await c.delete(
+                f"/v1/stoplists/{sl['id']}/entries/{entry_id}?confirm=true", headers=auth("globex")
+            )
+        ).status_code == 404
+        assert (
+            await c.delete(f"/v1/stoplists/{sl['id']}/entries/{entry_id}?confirm=true", headers=auth())
+        ).status_code == 204
+        bulk = await c.post(
+            f"/v1/stoplists/{sl['id']}/entries:delete?confirm=true",
+            json={"entry_ids": [sl["entries"][0]["id"], str(uuid.uuid4())]},
+            headers=auth(),
+        )
+        assert bulk.json()["deleted"] == 1
+        assert (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth())).json()["record_count"] == 0
+        assert (await c.delete(f"/v1/stoplists/{sl['id']}?confirm=true", headers=auth())).status_code == 204
+        assert (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth())).status_code == 404
+
+
+async def test_check_honours_channel_sender_and_request_order(start_service: StartService) -> None:
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url) as c:
+        sl = (await c.post("/v1/stoplists", json={"name": "sms-only"}, headers=auth())).json()
+        await c.post(
+            f"/v1/stoplists/{sl['id']}/entries",
+            json={"identifier": {"type": "phone", "value": PHONE}, "channel": "sms", "sender": "BRAND"},
+            headers=auth(),
+        )
+        dialer = auth("acme", ["DIALER"])
+
+        async def single(**params: str) -> bool:
+            r = await c.get("/v1/check", params={"type": "phone", "value": PHONE, **params}, headers=dialer)
+            assert r.status_code == 200, r.text
+            return bool(r.json()["suppressed"])
+
+        assert await single() is True
+        assert await single(channel="sms") is True
+        assert await single(channel="voice") is False
+        assert await single(channel="sms", sender="OTHER") is False
+        assert await single(channel="sms", sender="BRAND") is True
+        other_account = await c.get(
+            "/v1/check", params={"type": "phone", "value": PHONE}, headers=auth("globex", ["DIALER"])
+        )
+        assert other_account.json()["suppressed"] is False
+
+        batch = await c.post(
+            "/v1/check",
+            json={
+                "identifiers": [
+                    {"type": "phone", "value": "12672345679"},
+                    {"type": "phone", "value": "(267) 234-5678"},
+                    {"type": "email", "value": "nobody@example.com"},
+                    {"type": "phone", "value": "not a phone"},
+                ],
+                "channel": "sms",
+            },
+            headers=dialer,
+        )
+        assert batch.status_code == 200
+        assert [r["suppressed"] for r in batch.json()["results"]] == [False, True, False, False]
+        assert batch.json()["results"][1]["identifier"]["value"] == "(267) 234-5678"
+        assert batch.json()["results"][3]["error"]["code"] == "invalid_phone"
+        too_many = await c.post(
+            "/v1/check", json={"identifiers": [{"type": "phone", "value": PHONE}] * 10_001}, headers=dialer
+        )
+        assert too_many.status_code == 422
+        assert (await c.get("/v1/check", params={"type": "phone", "value": PHONE})).status_code == 401
+
+
+async def test_truncate_needs_the_password(start_service: StartService) -> None:
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url) as c:
+        sl = (
+            await c.post(
+                "/v1/stoplists",
+                json={
+                    "name": "t",
+                    "entries": [{"identifier": {"type": "person_id", "value": f"p{i}"}} for i in range(5)],
+                },
+                headers=auth(),
+            )
+        ).json()
+        url = f"/v1/stoplists/{sl['id']}/truncate"
+        assert (await c.post(url, json={"password": "whatever1"}, headers=auth())).status_code == 403
+        assert (
+            await c.put(
+                f"/v1/stoplists/{sl['id']}/truncate-password",
+                json={"password": "s3cret-pass"},
+                headers=auth(),
+            )
+        ).status_code == 204
+        wrong = await c.post(url, json={"password": "nope-nope"}, headers=auth())
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (403, "wrong_password")
+        ok = await c.post(url, json={"password": "s3cret-pass"}, headers=auth())
+        assert ok.json() == {"removed": 5}
+        assert (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth())).json()["record_count"] == 0
+
+
+async def _changes(infra: Any, account: str, want: int, timeout: float = 30) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        SUPPRESSION_CHANGES,
+        bootstrap_servers=infra.kafka_bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=300,
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found) < want and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for r in records:
+                    env = orjson.loads(r.value)
+                    if env["account_id"] == account:
+                        assert r.key.decode().startswith(f"{account}:")
+                        found.append(env)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_lead_stopped_and_unstopped_events_round_trip(
+    infra: Any, dsns: dict[str, str], start_service: StartService
+) -> None:
+    sup = await start_service("suppression", EXPIRY_SWEEP_SECONDS="0.5")
+    account = f"ev-{uuid.uuid4().hex[:6]}"
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await producer.start()
+
+    async def publish(event_type: str, payload: dict[str, Any]) -> None:
+        env = Envelope(event_type=event_type, account_id=account, producer="upstream", payload=payload)
+        await producer.send_and_wait(LEADS_STOPPED, env.to_bytes(), key=f"{account}:phone:{PHONE}".encode())
+
+    dialer = auth(account, ["DIALER"])
+    try:
+        async with httpx.AsyncClient(base_url=sup.base_url) as c:
+
+            async def suppressed() -> bool:
+                r = await c.get("/v1/check", params={"type": "phone", "value": PHONE}, headers=dialer)
+                return bool(r.json()["suppressed"])
+
+            await publish(
+                "LeadStopped",
+                {
+                    "identifier": {"type": "phone", "value": "+1 (267) 234-5678"},
+                    "source": "end_user_message",
+                    "reason": "STOP",
+                },
+            )
+            await wait_for(suppressed)
+            lists = (await c.get("/v1/stoplists", headers=auth(account))).json()["items"]
+            assert [s["name"] for s in lists] == ["default"]
+            await publish("LeadUnstopped", {"identifier": {"type": "phone", "value": PHONE}})
+
+            async def not_suppressed() -> bool:
+                return not await suppressed()
+
+            await wait_for(not_suppressed)
+            # An entry that expired stops suppressing at once and leaves with an `expired` event.
+            await publish(
+                "LeadStopped", {"identifier": {"type": "phone", "value": PHONE}, "expires_in_days": 1}
+            )
+            await wait_for(suppressed)
+            conn = await asyncpg.connect(dsns["suppression"])
+            try:
+                await conn.execute(
+                    "UPDATE entries SET expires_at = now() - interval '1 second' WHERE account_id = $1",
+                    account,
+                )
+            finally:
+                await conn.close()
+            assert await suppressed() is False
+        events = await _changes(infra, account, 4)
+        ops = [(e["payload"]["op"], e["payload"]["suppressed"]) for e in events]
+        assert ops == [("added", True), ("removed", False), ("added", True), ("expired", False)]
+        assert events[0]["payload"]["entry"]["identifier"] == {"type": "phone", "value": PHONE}
+        assert events[0]["payload"]["entry"]["source"] == "end_user_message"
+    finally:
+        await producer.stop()
