@@ -1,0 +1,53 @@
+"""The envelope's wire form is CONTRACT §5's: fields, millisecond UTC timestamps, strict parsing."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from dialguard.events import Envelope
+from dialguard.events.payloads import PAYLOADS, SuppressionChanged
+from dialguard.events.schemas import all_schemas
+
+
+def test_wire_form_has_every_contract_field() -> None:
+    env = Envelope(event_type="LeadStopped", account_id="acme", producer="upstream", payload={"a": 1})
+    data = orjson.loads(env.to_bytes())
+    assert set(data) == {
+        "event_id",
+        "event_type",
+        "schema_version",
+        "occurred_at",
+        "account_id",
+        "correlation_id",
+        "producer",
+        "payload",
+    }
+    assert data["occurred_at"].endswith("Z")
+    assert len(data["occurred_at"]) == 24
+    assert Envelope.from_bytes(env.to_bytes()).event_id == env.event_id
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[]",
+        b'{"event_type": "X"}',
+        b'{"event_id": "nope", "event_type": "X", "account_id": "a", "producer": "p"}',
+    ],
+)
+def test_malformed_envelopes_raise(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        Envelope.from_bytes(raw)
+
+
+def test_suppression_changed_requires_entry_and_flag() -> None:
+    with pytest.raises(ValueError):
+        SuppressionChanged.model_validate({"op": "added"})
+
+
+def test_every_payload_exports_a_schema() -> None:
+    schemas = all_schemas()
+    assert set(PAYLOADS) <= set(schemas)
+    assert schemas["Envelope"]["required"]  # type: ignore[index]
