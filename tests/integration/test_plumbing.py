@@ -17,8 +17,9 @@ from dialguard.events.topics import OPS_PINGS, dlq_topic
 from dialguard.messaging.kafka import start_producer
 from dialguard.messaging.outbox import OutgoingEvent, enqueue
 from dialguard.messaging.relay import OutboxRelay
+from dialguard.testing.fixtures import REPO, StartService
+from dialguard.testing.helpers import SECRET, auth, wait_for
 from dialguard.testing.services import ServiceProcess, provision_all, service_env
-from tests.integration.conftest import REPO, SECRET, StartService, auth
 
 
 def ping_envelope(account: str = "acme") -> Envelope:
@@ -28,18 +29,6 @@ def ping_envelope(account: str = "acme") -> Envelope:
         producer="test",
         payload={"ping_id": str(uuid.uuid4()), "origin": "test"},
     )
-
-
-async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll an async predicate until it returns a truthy value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last value {value!r})")
-        await asyncio.sleep(interval)
 
 
 async def test_ping_crosses_services_once_through_outbox_and_inbox(start_service: StartService) -> None:

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from dialguard.events import Envelope
 from dialguard.events.topics import LEADS_STOPPED, SUPPRESSION_CHANGES
-from tests.integration.conftest import StartService, auth
-from tests.integration.test_plumbing import wait_for
+from dialguard.testing.fixtures import StartService
+from dialguard.testing.helpers import auth, wait_for
 
 PHONE = "12672345678"
 

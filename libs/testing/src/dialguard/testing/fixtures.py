@@ -1,4 +1,4 @@
-"""Fixtures for tests that run the real service processes against the real broker, Postgres and Redis."""
+"""pytest fixtures that run the real service processes against the session's broker, Postgres and Redis."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from dialguard.platform.auth import mint_token
+from dialguard.testing.helpers import SECRET
 from dialguard.testing.services import ServiceProcess, create_database, provision_all, service_env
 
-SECRET = "integration-secret-0123456789abcdef"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[5]
+StartService = Callable[..., Awaitable[ServiceProcess]]
 
 
 @pytest.fixture
@@ -21,19 +21,9 @@ def secret() -> str:
     return SECRET
 
 
-def token(account: str = "acme", roles: list[str] | None = None) -> str:
-    """A signed token for the test secret."""
-    return mint_token(secret=SECRET, account_id=account, roles=roles or ["OUTBOUND_MANAGER"])
-
-
-def auth(account: str = "acme", roles: list[str] | None = None) -> dict[str, str]:
-    """Authorization header for the test secret."""
-    return {"Authorization": f"Bearer {token(account, roles)}"}
-
-
 @pytest.fixture
 async def database(infra: Any) -> str:
-    """A fresh database per test, admin URL."""
+    """A fresh database per test (admin URL): tests never see each other's rows."""
     return await create_database(infra.postgres_admin_url)
 
 
@@ -41,9 +31,6 @@ async def database(infra: Any) -> str:
 async def dsns(database: str) -> dict[str, str]:
     """Every service's role-limited DSN in the test's database."""
     return await provision_all(database)
-
-
-StartService = Callable[..., Awaitable[ServiceProcess]]
 
 
 @pytest.fixture
