@@ -7,14 +7,18 @@ import os
 from pathlib import Path
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from dialguard.events.topics import LEADS_STOPPED
 from dialguard.platform.app import create_service_app
+from dialguard.platform.errors import error_body
 from dialguard.platform.ping import enable_pings
 from dialguard.platform.runtime import ServiceRuntime
 from dialguard.suppression.api import router
 from dialguard.suppression.cache import NoCache, SuppressionCache
+from dialguard.suppression.cache_redis import REDIS_ERRORS, RedisSuppressionCache
 from dialguard.suppression.config import Settings
 from dialguard.suppression.handlers import Suppression, sweep_expired
 from dialguard.suppression.subscribers import lead_stop_handler
@@ -29,12 +33,15 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
     """Stoplists, imports, exports and the check API dialers call."""
     settings = settings or Settings()
     runtime = ServiceRuntime(service=SERVICE, schema=SCHEMA, settings=settings, migrations_dir=MIGRATIONS)
-    svc = Suppression(runtime=runtime, cache=cache or NoCache())
+    if cache is None:
+        cache = RedisSuppressionCache(settings.REDIS_URL) if settings.CACHE_ENABLED else NoCache()
+    svc = Suppression(runtime=runtime, cache=cache)
     runtime.consume(
         "lead-stops",
         [LEADS_STOPPED],
         lead_stop_handler(svc, default_region=settings.DEFAULT_PHONE_REGION),  # type: ignore[arg-type]
         event_types=["LeadStopped", "LeadUnstopped"],
+        transient=REDIS_ERRORS,
     )
     runtime.checks["cache"] = svc.cache.status
 
@@ -49,10 +56,27 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
             await asyncio.sleep(settings.EXPIRY_SWEEP_SECONDS)
 
     async def on_start(rt: ServiceRuntime) -> None:
+        if isinstance(cache, RedisSuppressionCache):
+            cache.bind(rt.pool)
         rt.background(expiry_sweeper)
 
+    async def on_stop(rt: ServiceRuntime) -> None:
+        if isinstance(cache, RedisSuppressionCache):
+            await cache.close()
+
     app = create_service_app(
-        runtime, title="dialguard suppression", routers=[enable_pings(runtime), router], on_start=on_start
+        runtime,
+        title="dialguard suppression",
+        routers=[enable_pings(runtime), router],
+        on_start=on_start,
+        on_stop=on_stop,
     )
     app.state.suppression = svc
+
+    @app.exception_handler(RedisError)
+    async def _cache_down(_: Request, exc: RedisError) -> JSONResponse:
+        # An add cannot commit without its cache bits (it would be a false negative): refuse, retry later.
+        body = error_body("cache_unavailable", "suppression cache unavailable, retry shortly", [repr(exc)])
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
     return app

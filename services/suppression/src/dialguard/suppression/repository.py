@@ -73,7 +73,7 @@ async def lock_stoplist(
 async def existing_stoplists(
     conn: asyncpg.Connection, *, account_id: str, ids: Sequence[uuid.UUID]
 ) -> set[uuid.UUID]:
-    rows = await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT id FROM stoplists WHERE account_id = $1 AND id = ANY($2::uuid[])", account_id, list(ids)
     )
     return {r["id"] for r in rows}
@@ -82,7 +82,7 @@ async def existing_stoplists(
 async def list_stoplists(
     conn: asyncpg.Connection, *, account_id: str, limit: int, after: tuple[datetime, uuid.UUID] | None
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT id, account_id, name, record_count, created_at FROM stoplists
            WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
            ORDER BY created_at, id LIMIT $4""",
@@ -91,6 +91,7 @@ async def list_stoplists(
         after[1] if after else None,
         limit,
     )
+    return rows
 
 
 async def rename_stoplist(
@@ -114,7 +115,7 @@ async def set_truncate_password(
         account_id,
         password_hash,
     )
-    return result.endswith(" 1")
+    return bool(result.endswith(" 1"))
 
 
 async def delete_stoplist_row(conn: asyncpg.Connection, *, account_id: str, stoplist_id: uuid.UUID) -> None:
@@ -149,7 +150,7 @@ async def insert_entries(
     """Set-based insert; entries already present (same identifier, channel, sender) are skipped."""
     if not entries:
         return []
-    rows = await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"""INSERT INTO entries (id, account_id, stoplist_id, id_type, value, channel, sender, source, reason,
                                  expires_at, added_by)
             SELECT u.id, $1, $2, u.t, u.v, u.c, u.s, u.src, u.r, u.e, $3
@@ -195,7 +196,7 @@ async def delete_entries_where(
     conn: asyncpg.Connection, *, account_id: str, where: str, args: Sequence[Any]
 ) -> list[asyncpg.Record]:
     """Delete by a fixed, parameterised predicate (callers pass constants from this module) and return the rows."""
-    rows = await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"DELETE FROM entries WHERE account_id = $1 AND ({where}) RETURNING {ENTRY_COLUMNS}",
         account_id,
         *args,
@@ -228,7 +229,7 @@ async def live_coverage(
     """Channels of the live entries left per identifier (None = all channels)."""
     if not keys:
         return {}
-    rows = await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT e.id_type, e.value, e.channel FROM entries e
            JOIN unnest($2::text[], $3::text[]) AS k(t, v) ON e.id_type = k.t AND e.value = k.v
            WHERE e.account_id = $1 AND (e.expires_at IS NULL OR e.expires_at > now())""",
@@ -280,7 +281,7 @@ async def matching_entries(
     stoplist_ids: Sequence[uuid.UUID] | None,
 ) -> list[asyncpg.Record]:
     """Live entries that apply to a check (channel/sender null or equal; omitted check field = any)."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT value, id, stoplist_id, channel, sender FROM entries
            WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
              AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
@@ -294,10 +295,11 @@ async def matching_entries(
         sender,
         list(stoplist_ids) if stoplist_ids else None,
     )
+    return rows
 
 
 async def expired_accounts(conn: asyncpg.Connection, *, limit: int = 100) -> list[str]:
-    rows = await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT DISTINCT account_id FROM (SELECT account_id FROM entries WHERE expires_at <= now() LIMIT 10000) t LIMIT $1",
         limit,
     )
@@ -308,7 +310,7 @@ async def identifiers_of(
     conn: asyncpg.Connection, *, account_id: str, where: str, args: Sequence[Any]
 ) -> list[tuple[str, str]]:
     """Identifiers a delete is about to touch, so they can be locked first."""
-    rows = await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT DISTINCT id_type, value FROM entries WHERE account_id = $1 AND ({where})", account_id, *args
     )
     return [(r["id_type"], r["value"]) for r in rows]
