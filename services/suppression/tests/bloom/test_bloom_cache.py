@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ async def test_false_positive_rate_over_200k_probes_after_1m_adds_is_below_0_1_p
         false_hits += sum(got)
     assert false_hits / len(probes) <= 0.001
     status = await cache.status(acct)
-    assert status.bytes_per_entry is not None and status.bytes_per_entry <= 2.5
+    assert status.bytes_per_entry is not None
+    assert status.bytes_per_entry <= 2.5
 
 
 async def test_small_and_large_batches_agree(redis: aioredis.Redis) -> None:
@@ -113,7 +115,9 @@ async def test_flushall_makes_every_filter_not_ready(cache: BloomCache, flush: F
     assert await cache.add(acct, [b"phone:x"]) == AddResult(False, False)
 
 
-async def test_lost_bits_under_a_surviving_marker_are_not_ready(cache: BloomCache, redis: aioredis.Redis) -> None:
+async def test_lost_bits_under_a_surviving_marker_are_not_ready(
+    cache: BloomCache, redis: aioredis.Redis
+) -> None:
     """Eviction or a stray write can drop the bitmap but keep the meta hash: never read zeros as absent."""
     acct = await _ready(cache, _phones(0, 100))
     cur = cache._key(acct, "cur")
@@ -125,7 +129,9 @@ async def test_lost_bits_under_a_surviving_marker_are_not_ready(cache: BloomCach
     assert await cache.lookup(acct, _phones(0, 3)) is None
 
 
-async def test_rebuild_swaps_generations_and_forgets_deleted_keys(cache: BloomCache, redis: aioredis.Redis) -> None:
+async def test_rebuild_swaps_generations_and_forgets_deleted_keys(
+    cache: BloomCache, redis: aioredis.Redis
+) -> None:
     old = _phones(0, 5000)
     acct = await _ready(cache, old)
     before = await cache.status(acct)
@@ -136,10 +142,11 @@ async def test_rebuild_swaps_generations_and_forgets_deleted_keys(cache: BloomCa
     assert await cache.load(token, kept)
     assert await cache.finish_rebuild(token)
     after = await cache.status(acct)
-    assert after.state == "ready" and after.generation != before.generation
+    assert after.state == "ready"
+    assert after.generation != before.generation
     assert all(await cache.lookup(acct, kept) or [False])
     assert sum(await cache.lookup(acct, old[2500:]) or []) <= 10
-    keys = sorted(k.decode() for k in await redis.keys(f"*{acct}*"))
+    keys = sorted(k.decode() if isinstance(k, bytes) else k for k in await redis.keys(f"*{acct}*"))
     assert keys == sorted([cache._key(acct, "meta"), cache._key(acct, "cur")])
 
 
@@ -165,7 +172,7 @@ async def test_large_add_uses_a_bulk_or_and_lands_in_both_generations(redis: aio
     assert all(await cache.lookup(acct, many) or [False])
     assert await cache.finish_rebuild(token)
     assert all(await cache.lookup(acct, many) or [False])
-    assert not [k for k in await redis.keys(f"*{acct}*tmp*")]
+    assert not await redis.keys(f"*{acct}*tmp*")
 
 
 async def test_flush_during_a_rebuild_fails_the_finish(cache: BloomCache, flush: Flush) -> None:
@@ -177,7 +184,9 @@ async def test_flush_during_a_rebuild_fails_the_finish(cache: BloomCache, flush:
     assert await cache.lookup(acct, _phones(0, 3)) is None
 
 
-async def test_flush_and_a_new_build_during_a_rebuild_fail_the_old_finish(cache: BloomCache, flush: Flush) -> None:
+async def test_flush_and_a_new_build_during_a_rebuild_fail_the_old_finish(
+    cache: BloomCache, flush: Flush
+) -> None:
     acct = await _ready(cache, _phones(0, 100))
     token = await cache.begin_rebuild(acct, 100)
     await flush()
@@ -286,19 +295,23 @@ async def test_lookup_racing_flushes_and_rebuilds_never_answers_absent_for_added
                     assert all(got)
 
     await asyncio.gather(churn(), look(), look())
-    print("race counts", answered, not_ready)
-    assert answered > 0 and not_ready > 0
+    assert answered > 0
+    assert not_ready > 0
 
 
 async def test_status_and_stats_report_size_and_entries(cache: BloomCache) -> None:
     acct = await _ready(cache, _phones(0, 100_000))
     status = await cache.status(acct)
-    assert status.state == "ready" and status.backend == "bitmap"
-    assert status.entries == 100_000 and status.capacity == 100_000
-    assert status.bytes_per_entry is not None and status.bytes_per_entry <= 2.5
+    assert status.state == "ready"
+    assert status.backend == "bitmap"
+    assert status.entries == 100_000
+    assert status.capacity == 100_000
+    assert status.bytes_per_entry is not None
+    assert status.bytes_per_entry <= 2.5
     stats = await cache.stats()
     assert acct in {s.account_id for s in stats.per_account}
-    assert stats.bytes_used >= status.bytes_used and stats.ready >= 1
+    assert stats.bytes_used >= status.bytes_used
+    assert stats.ready >= 1
     assert cache.bytes_per_entry <= 2.5
 
 
@@ -353,3 +366,28 @@ async def test_bitmap_generations_stay_readable_after_switching_to_redisbloom(re
     assert await module.lookup(acct, _phones(0, 2)) == [True, True]
     assert await module.add(acct, [b"phone:new"]) == AddResult(True, False)
     assert await bitmap.lookup(acct, [b"phone:new"]) == [True]
+
+
+async def test_restart_from_an_older_snapshot_is_not_ready(restartable_valkey: Any) -> None:
+    """A restart may reload bits saved before later adds: generations of an older run_id never count."""
+    client = aioredis.Redis.from_url(restartable_valkey.url)
+    cache = BloomCache(client, redisbloom=False)
+    await cache.start()
+    acct = await _ready(cache, _phones(0, 100))
+    await cache.add(acct, [b"phone:before-save"])
+    await client.save()
+    await cache.add(acct, [b"phone:after-save"])  # committed in Postgres, lost by Redis
+    await client.aclose()
+    restartable_valkey.crash_and_restart()
+    client = aioredis.Redis.from_url(restartable_valkey.url)
+    try:
+        cache = BloomCache(client, redisbloom=False)
+        await cache.start()
+        assert await client.exists(cache._key(acct, "cur")) == 1  # the stale bits are really there
+        assert await cache.lookup(acct, [b"phone:before-save", b"phone:after-save"]) is None
+        assert await cache.add(acct, [b"phone:x"]) == AddResult(False, False)
+        assert (await cache.status(acct)).state == "absent"
+        assert await cache.load_bulk(acct, [b"phone:before-save", b"phone:after-save"])
+        assert await cache.lookup(acct, [b"phone:before-save", b"phone:after-save"]) == [True, True]
+    finally:
+        await client.aclose()

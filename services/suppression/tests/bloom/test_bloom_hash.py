@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import hiredis
 import numpy as np
 import pytest
@@ -26,17 +28,18 @@ PINNED_B = [17838116453273799554, 17987116914801103278, 15824301090701811199]
 def test_hash_of_a_key_does_not_depend_on_the_rest_of_the_batch() -> None:
     keys = _phones(0, 500)
     alone = [bh.hash_keys([k]) for k in keys[:20]]
-    mixed = keys[:20] + [b"person_id:" + b"x" * 300, b"p", b"email:someone@example.org"]
+    mixed = [*keys[:20], b"person_id:" + b"x" * 300, b"p", b"email:someone@example.org"]
     a, b = bh.hash_keys(mixed)
     for i, (ai, bi) in enumerate(alone):
         assert (int(ai[0]), int(bi[0])) == (int(a[i]), int(b[i]))
 
 
 def test_numpy_byte_arrays_hash_like_lists_of_bytes() -> None:
-    keys = _phones(0, 1000) + [b"email:x@y.z"]
+    keys = [*_phones(0, 1000), b"email:x@y.z"]
     a, b = bh.hash_keys(keys)
     a2, b2 = bh.hash_keys(np.array(keys, dtype="S40"))
-    assert (a == a2).all() and (b == b2).all()
+    assert (a == a2).all()
+    assert (b == b2).all()
 
 
 def test_long_and_nul_containing_keys_are_never_truncated() -> None:
@@ -66,9 +69,11 @@ def test_word_numbers_encode_exactly_as_redis_expects() -> None:
     ).astype(np.int64)
     body, order = bh.resp_get_words(words)
     sent = words if order is None else words[order]
-    expected = hiredis.pack_command(tuple(x for w in sent.tolist() for x in ("GET", "i64", f"#{w}")))
+    args: tuple[Any, ...] = tuple(x for w in sent.tolist() for x in ("GET", "i64", f"#{w}"))
+    expected = hiredis.pack_command(args)
     assert body == expected.split(b"\r\n", 1)[1]
-    assert order is not None and sorted(order.tolist()) == list(range(words.size))
+    assert order is not None
+    assert sorted(order.tolist()) == list(range(words.size))
 
 
 def test_bitmap_string_matches_the_bit_offsets_that_adds_set() -> None:
@@ -90,4 +95,6 @@ def test_false_positive_rate_at_design_load_is_below_0_1_percent() -> None:
     hit = bh.test_words(bitmap[probe.w1], probe.m1) & bh.test_words(bitmap[probe.w2], probe.m2)
     assert hit.mean() <= 0.001
     present = bh.probes(layout, *bh.hash_keys(np.array(_phones(0, 2 * n, 2))))
-    assert (bh.test_words(bitmap[present.w1], present.m1) & bh.test_words(bitmap[present.w2], present.m2)).all()
+    assert (
+        bh.test_words(bitmap[present.w1], present.m1) & bh.test_words(bitmap[present.w2], present.m2)
+    ).all()

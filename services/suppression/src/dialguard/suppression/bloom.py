@@ -220,7 +220,7 @@ class BloomCache:
 
     def __init__(
         self,
-        redis: Redis[Any],
+        redis: Redis,
         *,
         prefix: str = "dg:bf",
         bits_per_entry: float = 19.0,
@@ -325,7 +325,7 @@ class BloomCache:
         encoder would spend more time than Redis does, so the bytes are built with numpy.
         """
         pool = self._redis.connection_pool
-        conn = await pool.get_connection()
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command(payload, check_health=False)
             out = [await conn.read_response(disable_decoding=True) for _ in range(replies)]
