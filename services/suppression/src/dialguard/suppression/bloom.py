@@ -408,7 +408,7 @@ class BloomCache:
             return _Phase(seen, False, None)  # e.g. WRONGTYPE: not a filter we can trust
         if _run_id(info) != gen.run_id or values[0] != gen.header:
             return _Phase(seen, False, None)
-        got = np.array(values[1:], dtype=np.int64).view(np.uint64)
+        got = np.fromiter(values, dtype=np.int64, count=len(values))[1:].view(np.uint64)
         if order is not None:
             placed = np.empty_like(got)
             placed[order] = got

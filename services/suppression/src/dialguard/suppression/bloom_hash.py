@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -236,9 +236,18 @@ def new_bitmap(layout: Layout) -> U64:
 
 
 def or_into(bitmap: U64, p: Probes) -> None:
-    """Set the keys' bits in a client-side bitmap."""
-    np.bitwise_or.at(bitmap, p.w1, p.m1)
-    np.bitwise_or.at(bitmap, p.w2, p.m2)
+    """Set the keys' bits in a client-side bitmap.
+
+    Plain fancy-index OR keeps one write per repeated word, so the keys whose bits did not
+    stick are redone until none is left (a handful of rounds); 2-3x faster than ufunc.at.
+    """
+    words = np.concatenate((p.w1, p.w2))
+    masks = np.concatenate((p.m1, p.m2))
+    while words.size:
+        bitmap[words] |= masks
+        lost = (bitmap[words] & masks) != masks
+        words = words[lost]
+        masks = masks[lost]
 
 
 def bitmap_bytes(bitmap: U64, header: int) -> bytes:
@@ -257,24 +266,45 @@ def test_words(words: U64, masks: U64) -> Bools:
 # --- RESP encoding of "GET i64 #<word>" sub-commands, vectorised --------------------------
 
 _GET_PREFIX = b"$3\r\nGET\r\n$3\r\ni64\r\n$"
-_TEMPLATES: dict[int, npt.NDArray[np.uint8]] = {}
 _POW10 = [10**d for d in range(1, 11)]
-_TEN4 = np.uint32(10_000)
+_CHUNK_BASE = {1: np.uint32(10), 2: np.uint32(100), 4: np.uint32(10_000)}
 _DIGITS4 = np.frombuffer(b"".join(b"%04d" % i for i in range(10_000)), dtype=np.uint8).reshape(10_000, 4)
+# ASCII of 0..9999 as little-endian integers of 1..4 bytes, for the digit-chunk fields
+_CHUNK_TABLES: dict[int, npt.NDArray[Any]] = {
+    1: np.ascontiguousarray(_DIGITS4[:, 3]),
+    2: np.ascontiguousarray(_DIGITS4[:, 2:]).view("<u2").reshape(10_000),
+    4: np.ascontiguousarray(_DIGITS4).view("<u4").reshape(10_000),
+}
+_TEMPLATES: dict[int, tuple[npt.NDArray[np.uint8], np.dtype[Any], list[int]]] = {}
 
 
-def _template(digits: int, rows: int) -> npt.NDArray[np.uint8]:
-    """A cached block of record templates for word numbers of `digits` digits."""
-    head = _GET_PREFIX + b"%d\r\n#" % (digits + 1)
-    width = len(head) + digits + 2
+def _template(digits: int, rows: int) -> tuple[npt.NDArray[Any], list[int]]:
+    """Records 'GET i64 #<digits digits>' as a structured array with one integer field per chunk.
+
+    Chunks are 1, 2 or 4 digits (a 3-digit lead is split 1 + 2) so every field is a plain
+    integer store; the template is copied as raw bytes, which is a memcpy.
+    """
     cached = _TEMPLATES.get(digits)
-    if cached is None or cached.shape[0] < rows:
-        size = max(rows, 1024, 0 if cached is None else 2 * cached.shape[0])
-        row = np.frombuffer(head + b"0" * digits + b"\r\n", dtype=np.uint8)
-        cached = np.tile(row, (size, 1))
+    if cached is None or cached[0].size < rows * cached[1].itemsize:
+        head = _GET_PREFIX + b"%d\r\n#" % (digits + 1)
+        lead = digits - 4 * ((digits - 1) // 4)
+        sizes = ([1, 2] if lead == 3 else [lead]) + [4] * ((digits - 1) // 4)
+        names: list[str] = []
+        formats: list[str] = []
+        offsets: list[int] = []
+        at = len(head)
+        for i, k in enumerate(sizes):
+            names.append(f"c{i}")
+            formats.append({1: "u1", 2: "<u2", 4: "<u4"}[k])
+            offsets.append(at)
+            at += k
+        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": at + 2})
+        size = max(rows, 1024, 0 if cached is None else 2 * cached[0].size // cached[1].itemsize)
+        row = head + b"0" * digits + b"\r\n"
+        cached = (np.frombuffer(row * size, dtype=np.uint8), dtype, sizes)
         _TEMPLATES[digits] = cached
-    assert cached.shape[1] == width
-    return cached[:rows].copy()
+    raw, dtype, sizes = cached
+    return raw[: rows * dtype.itemsize].copy().view(dtype), sizes
 
 
 def resp_get_words(word_numbers: I64) -> tuple[bytes, I64 | None]:
@@ -303,14 +333,17 @@ def resp_get_words(word_numbers: I64) -> tuple[bytes, I64 | None]:
                 groups.append((d, idx, values[idx]))
     chunks: list[bytes] = []
     for d, _idx, vals in groups:
-        block = _template(d, int(vals.size))
-        end = block.shape[1] - 2
+        block, sizes = _template(d, int(vals.size))
         x = vals
-        while d > 0:
-            q = x // _TEN4
-            take = min(d, 4)
-            block[:, end - take : end] = _DIGITS4[x - q * _TEN4][:, 4 - take :]
-            x, d, end = q, d - take, end - take
+        for i in range(len(sizes) - 1, -1, -1):
+            k = sizes[i]
+            if i == 0:
+                block["c0"] = _CHUNK_TABLES[k][x]
+                break
+            base = _CHUNK_BASE[k]
+            q = x // base
+            block[f"c{i}"] = _CHUNK_TABLES[k][x - q * base]
+            x = q
         chunks.append(block.tobytes())
     if len(groups) == 1:
         return chunks[0], None
