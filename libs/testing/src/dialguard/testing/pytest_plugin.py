@@ -1,0 +1,49 @@
+"""pytest fixtures giving every test a real broker, Postgres and Redis (see dialguard.testing.infra)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dialguard.events.topics import TOPICS
+from dialguard.messaging.admin import ensure_topics
+from dialguard.testing.infra import Infra, acquire_infra
+from dialguard.testing.local_stack import LocalStack
+
+# The service-process fixtures (database, dsns, start_service) build on `infra`.
+pytest_plugins = ["dialguard.testing.fixtures"]
+
+FreshStack = Callable[..., Awaitable[LocalStack]]
+KEEP_ENV = "DIALGUARD_KEEP_TEST_STACK"
+
+
+@pytest.fixture(scope="session")
+def infra(request: pytest.FixtureRequest) -> Iterator[Infra]:
+    """One set of servers for the whole session; local files stay when a test failed (logs to read)."""
+    base_dir = Path(request.config.rootpath) / ".local" / f"test-{os.getpid()}"
+    session_infra = acquire_infra(base_dir)
+    yield session_infra
+    keep = request.session.testsfailed > 0 or bool(os.environ.get(KEEP_ENV))
+    session_infra.close(keep_files=keep)
+
+
+@pytest.fixture
+def fresh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshStack]:
+    """Factory of private LocalStacks a test may stop and start (outage tests); all destroyed after it."""
+    stacks: list[LocalStack] = []
+
+    async def make(**ports: Any) -> LocalStack:
+        stack = LocalStack(tmp_path_factory.mktemp("stack"), **ports)
+        stacks.append(stack)
+        await asyncio.to_thread(stack.start)
+        await ensure_topics(stack.kafka_bootstrap, TOPICS)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.destroy()
