@@ -391,3 +391,31 @@ async def test_restart_from_an_older_snapshot_is_not_ready(restartable_valkey: A
         assert await cache.lookup(acct, [b"phone:before-save", b"phone:after-save"]) == [True, True]
     finally:
         await client.aclose()
+
+
+async def test_works_with_a_decoding_client(redis_server: Any) -> None:
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        cache = BloomCache(client, redisbloom=False)
+        await cache.start()
+        acct = await _ready(cache, _phones(0, 500))
+        assert await cache.add(acct, [b"phone:x"]) == AddResult(True, False)
+        assert await cache.lookup(acct, [b"phone:x", *_phones(0, 300)]) == [True] * 301
+        assert (await cache.status(acct)).state == "ready"
+    finally:
+        await client.aclose()
+
+
+async def test_a_lookup_after_a_server_restart_reconnects_and_reports_not_ready(
+    restartable_valkey: Any,
+) -> None:
+    client = aioredis.Redis.from_url(restartable_valkey.url)
+    try:
+        cache = BloomCache(client, redisbloom=False)
+        await cache.start()
+        acct = await _ready(cache, _phones(0, 100))
+        assert await cache.lookup(acct, _phones(0, 2)) == [True, True]
+        restartable_valkey.crash_and_restart()
+        assert await cache.lookup(acct, _phones(0, 2)) is None
+    finally:
+        await client.aclose()

@@ -49,6 +49,7 @@ import hiredis
 import numpy as np
 import numpy.typing as npt
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from dialguard.suppression import bloom_hash as bh
@@ -322,19 +323,26 @@ class BloomCache:
         """Send pre-encoded commands on one pooled connection and read their replies.
 
         The lookup's BITFIELD_RO has tens of thousands of arguments; redis-py's pure-Python
-        encoder would spend more time than Redis does, so the bytes are built with numpy.
+        encoder would spend more time than Redis does, so the bytes are built with numpy. Only
+        read-only transactions come here, so a stale pooled connection (server restarted) is
+        simply replaced once and the read repeated.
         """
         pool = self._redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(payload, check_health=False)
-            out = [await conn.read_response(disable_decoding=True) for _ in range(replies)]
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        return out
+        for attempt in (1, 2):
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(payload, check_health=False)
+                return [await conn.read_response(disable_decoding=True) for _ in range(replies)]
+            except (RedisConnectionError, OSError):
+                await conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await conn.disconnect()
+                raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")
 
     # --- lookup ---------------------------------------------------------------------------
 
