@@ -124,6 +124,11 @@ async def test_lost_bits_under_a_surviving_marker_are_not_ready(
     size = await redis.strlen(cur)
     await redis.delete(cur)
     assert await cache.lookup(acct, _phones(0, 3)) is None
+    reads = (await redis.info("commandstats"))["cmdstat_bitfield_ro"]["calls"]
+    assert await cache.lookup(acct, _phones(0, 3)) is None
+    assert (await redis.info("commandstats"))["cmdstat_bitfield_ro"][
+        "calls"
+    ] == reads  # known dead: no bit read
     acct = await _ready(cache, _phones(0, 100))
     await redis.set(cache._key(acct, "cur"), b"\x00" * size)
     assert await cache.lookup(acct, _phones(0, 3)) is None

@@ -231,7 +231,7 @@ class BloomCache:
         bf_commands: BloomCommands = REDISBLOOM,
         bf_error_rate: float = 0.001,
         two_phase_min: int = 256,
-        bulk_add_min: int = 50_000,
+        bulk_add_min: int = 1000,
         rebuild_lease_s: float = 900.0,
         heartbeat_every_s: float = 5.0,
         upload_chunk_bytes: int = 4 << 20,
@@ -255,6 +255,7 @@ class BloomCache:
         self._cur_cache: dict[str, str] = {}
         self._add_cache: dict[str, tuple[str, str]] = {}
         self._parsed: dict[str, Generation] = {}
+        self._dead: set[str] = set()
         self._add = redis.register_script(scripts.ADD)
         self._begin = redis.register_script(scripts.BEGIN)
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
@@ -360,10 +361,10 @@ class BloomCache:
         cur = self._key(account_id, "cur").encode()
         for _ in range(4):
             descriptor = self._cur_cache.get(account_id)
-            if descriptor is None:
+            if descriptor is None or descriptor in self._dead:
                 descriptor = _text(await self._redis.hget(meta, "cur"))
-                if not descriptor:
-                    return _NOT_READY
+                if not descriptor or descriptor in self._dead:
+                    return _NOT_READY  # no generation, or one already proven dead: skip the bits
                 self._remember_cur(account_id, descriptor)
             gen = self._gen(descriptor)
             if gen.layout is None:
@@ -373,12 +374,20 @@ class BloomCache:
                     hashes = bh.hash_keys(keys)
                 result, seen = await self._lookup_bitmap(meta, cur, gen, *hashes)
             if seen == descriptor:
+                if result is None:
+                    self._bury(descriptor)
                 return result
             if not seen:
                 self._cur_cache.pop(account_id, None)
                 return _NOT_READY
             self._remember_cur(account_id, seen)
         return _NOT_READY
+
+    def _bury(self, descriptor: str) -> None:
+        """Remember a generation that failed its checks; it can never count again (doc: F1)."""
+        if len(self._dead) > 10_000:
+            self._dead.clear()
+        self._dead.add(descriptor)
 
     def _remember_cur(self, account_id: str, descriptor: str) -> None:
         """Cache the last seen descriptor so the next lookup needs one round trip."""
@@ -518,7 +527,7 @@ class BloomCache:
                     if hashes is None:
                         hashes = bh.hash_keys(keys)
                     p = bh.probes(gen.layout, *hashes)
-                    if len(keys) >= self._bulk_add_min:
+                    if len(keys) >= self._bulk_add_min and len(keys) * 2000 >= gen.layout.nbytes:
                         bitmap = bh.new_bitmap(gen.layout)
                         bh.or_into(bitmap, p)
                         await self._redis.set(tmp, bh.bitmap_bytes(bitmap, 0), px=600_000)

@@ -96,7 +96,6 @@ class RedisSuppressionCache:
                         """SELECT id_type || ':' || value FROM entries
                            WHERE account_id = $1 AND (expires_at IS NULL OR expires_at > now())""",
                         account_id,
-                        prefetch=self._scan_chunk,
                     )
                     while True:
                         rows = await cursor.fetch(self._scan_chunk)
