@@ -39,7 +39,7 @@ bench: deps ## benchmarks: prints a table, writes bench/results/latest.json
 	$(BIN)/python bench/run.py
 
 token: deps ## make token ACCOUNT=acme ROLES=OUTBOUND_MANAGER[,DIALER]
-	@$(BIN)/python tools/token.py --account "$(ACCOUNT)" --roles "$(ROLES)"
+	@$(BIN)/python tools/mint_token.py --account "$(ACCOUNT)" --roles "$(ROLES)"
 
 migrate: deps ## apply every service's migrations (against the running make-run stack or DATABASE_URL)
 	$(BIN)/python tools/migrate.py
