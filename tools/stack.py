@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-# tools/ holds token.py, which would shadow the stdlib `token` module that asyncio needs.
+# A script's own directory must not shadow the stdlib (a tools/token.py once broke `import asyncio`).
 if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
     del sys.path[0]
 

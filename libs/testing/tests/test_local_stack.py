@@ -25,7 +25,14 @@ from dialguard.events.topics import TOPICS
 from dialguard.messaging.admin import TopicPartitionsError, ensure_topics
 from dialguard.testing.bring_up import bring_up
 from dialguard.testing.infra import Infra
-from dialguard.testing.local_stack import COMPONENTS, POSTGRES, LocalStack, StackError, free_ports
+from dialguard.testing.local_stack import (
+    COMPONENTS,
+    POSTGRES,
+    REDIS,
+    LocalStack,
+    StackError,
+    free_ports,
+)
 from dialguard.testing.pytest_plugin import FreshStack
 
 pytestmark = pytest.mark.integration
@@ -188,8 +195,9 @@ def test_a_taken_port_is_refused_naming_the_port(tmp_path: Path) -> None:
             s.start()
     assert "already in use" in str(refused.value)
     assert not any(s.running(c) for c in COMPONENTS), "nothing may be left half-started"
-    s.start()  # the lock was released by the failed start, and the port is free again
-    s.destroy()
+    successor = LocalStack(tmp_path, redis_port=port)
+    successor.start([REDIS])  # the refused stack released its base dir, and the port is free again
+    successor.destroy()
 
 
 def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:

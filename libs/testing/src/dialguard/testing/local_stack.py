@@ -306,15 +306,15 @@ class LocalStack:
         with self._mutex:
             self._prepare()
             todo = [c for c in COMPONENTS if c in components and not self.running(c)]
-            for component in todo:
-                self._check_port(component)
             try:
+                for component in todo:  # refuse before starting anything
+                    self._check_port(component)
                 for component in todo:
                     self._spawn(component)
                 for component in todo:
                     self._wait_ready(component)
             except BaseException:
-                self.stop()
+                self.stop()  # all or nothing: a half-started stack is of no use and holds the lock
                 raise
 
     def stop(self) -> None:

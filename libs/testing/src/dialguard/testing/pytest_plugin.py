@@ -20,6 +20,7 @@ pytest_plugins = ["dialguard.testing.fixtures"]
 
 FreshStack = Callable[..., Awaitable[LocalStack]]
 KEEP_ENV = "DIALGUARD_KEEP_TEST_STACK"
+_SUMMARY = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,17 @@ def infra(request: pytest.FixtureRequest) -> Iterator[Infra]:
     yield session_infra
     keep = request.session.testsfailed > 0 or bool(os.environ.get(KEEP_ENV))
     session_infra.close(keep_files=keep)
+    summary = f"servers: {session_infra.source}"
+    if session_infra.stack is not None and keep:
+        summary += f"; their logs are kept in {session_infra.stack.logs_dir}"
+    request.config.stash[_SUMMARY] = summary
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where the servers came from (env, docker or local), and where to read their logs."""
+    summary = config.stash.get(_SUMMARY, None)
+    if summary:
+        terminalreporter.write_line(f"dialguard {summary}")
 
 
 def _reclaim_old_sessions(local: Path, keep: int = 2) -> None:
