@@ -330,7 +330,10 @@ class BloomCache:
         """
         pool = self._redis.connection_pool
         for attempt in (1, 2):
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = await pool.get_connection("MULTI")  # type: ignore[no-untyped-call]
             try:
                 await conn.send_packed_command(payload, check_health=False)
                 return [await conn.read_response(disable_decoding=True) for _ in range(replies)]
