@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
 
 import structlog
@@ -17,6 +18,7 @@ from dialguard.platform.errors import error_body
 from dialguard.platform.ping import enable_pings
 from dialguard.platform.runtime import ServiceRuntime
 from dialguard.suppression.api import router
+from dialguard.suppression.api_files import router as files_router
 from dialguard.suppression.cache import NoCache, SuppressionCache
 from dialguard.suppression.cache_redis import REDIS_ERRORS, RedisSuppressionCache
 from dialguard.suppression.config import Settings
@@ -59,6 +61,12 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
         if isinstance(cache, RedisSuppressionCache):
             cache.bind(rt.pool)
         rt.background(expiry_sweeper)
+        async with rt.pool.acquire() as conn:  # an import's job died with the previous process
+            await conn.execute(
+                """UPDATE imports SET status = 'failed', error = 'interrupted by a service restart; upload again',
+                   finished_at = now() WHERE status IN ('analyzing', 'running') AND worker = $1""",
+                socket.gethostname(),
+            )
 
     async def on_stop(rt: ServiceRuntime) -> None:
         if isinstance(cache, RedisSuppressionCache):
@@ -67,7 +75,7 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
     app = create_service_app(
         runtime,
         title="dialguard suppression",
-        routers=[enable_pings(runtime), router],
+        routers=[enable_pings(runtime), router, files_router],
         on_start=on_start,
         on_stop=on_stop,
     )

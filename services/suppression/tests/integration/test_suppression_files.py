@@ -1,0 +1,137 @@
+"""Imports, analysis, error reports, exports and samples through HTTP on the real stack."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+import zipfile
+from typing import Any
+
+import httpx
+import orjson
+
+from dialguard.testing.fixtures import StartService
+from dialguard.testing.helpers import auth, wait_for
+
+CSV = (
+    "Phone;Reason;Ignored\n"
+    "+1 267 234 5678;asked;x\n"
+    '12672345679;=HYPERLINK("evil");x\n'
+    "not-a-phone;bad;x\n"
+    "12672345678;dup;x\n"
+    "optout@example.com;mail;x\n"
+).encode("utf-8-sig")
+
+
+async def _stoplist(c: httpx.AsyncClient, name: str, account: str = "acme") -> dict[str, Any]:
+    r = await c.post("/v1/stoplists", json={"name": name}, headers=auth(account))
+    assert r.status_code == 201
+    return dict(r.json())
+
+
+async def test_analyze_then_import_with_mapping_progress_errors_and_event(
+    start_service: StartService,
+) -> None:
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url, timeout=30) as c:
+        a, b = await _stoplist(c, "a"), await _stoplist(c, "b")
+        analysis = await c.post(
+            f"/v1/stoplists/{a['id']}/imports:analyze",
+            files={"file": ("list.csv", CSV, "text/csv")},
+            headers=auth(),
+        )
+        assert analysis.status_code == 200, analysis.text
+        body = analysis.json()
+        assert body["columns"] == ["Phone", "Reason", "Ignored"]
+        assert body["suggested_mapping"] == {"Phone": "phone", "Reason": "reason"}
+        assert body["file"]["delimiter"] == ";"
+        assert body["counts"] == {"rows": 5, "valid": 3, "invalid": 2, "sampled": False}
+
+        started = await c.post(
+            "/v1/imports",
+            files={"file": ("list.csv", CSV, "text/csv")},
+            data={
+                "stoplist_ids": f"{a['id']},{b['id']}",
+                "mapping": orjson.dumps({"Phone": "identifier", "Reason": "reason"}).decode(),
+            },
+            headers=auth(),
+        )
+        assert started.status_code == 202, started.text
+        import_id = started.json()["import_id"]
+
+        async def finished() -> Any:
+            r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
+            return r if r["status"] in ("completed", "failed") else None
+
+        result = await wait_for(finished, timeout=60)
+        assert result["status"] == "completed", result
+        assert result["processed"] == result["total"] == 5
+        assert result["counts"]["imported"] == 6  # 3 distinct identifiers into each of two stoplists
+        assert result["counts"]["invalid"] == 1
+        assert result["counts"]["duplicates"] == 1
+        for sl in (a, b):
+            assert (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth())).json()["record_count"] == 3
+
+        errors = await c.get(f"/v1/imports/{import_id}/errors", headers=auth())
+        rows = list(csv.reader(io.StringIO(errors.text)))
+        assert rows[0] == ["row", "value", "code", "reason"]
+        assert [r[0] for r in rows[1:]] == ["4"]
+        assert rows[1][2] == "invalid_phone"
+        assert (await c.get(f"/v1/imports/{import_id}", headers=auth("globex"))).status_code == 404
+
+        export = await c.get(f"/v1/stoplists/{a['id']}/export", headers=auth("acme", ["VIEWER"]))
+        lines = list(csv.reader(io.StringIO(export.text)))
+        assert lines[0][:3] == ["entry_id", "type", "value"]
+        assert {line[2] for line in lines[1:]} == {"12672345678", "12672345679", "optout@example.com"}
+        evil = next(line for line in lines[1:] if line[2] == "12672345679")
+        assert evil[6].startswith("'=")
+        only = await c.get(f"/v1/stoplists/{a['id']}/export?type=email", headers=auth())
+        assert len(list(csv.reader(io.StringIO(only.text)))) == 2
+
+
+async def test_bad_files_are_refused_clearly(start_service: StartService) -> None:
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url, timeout=30) as c:
+        sl = await _stoplist(c, "x")
+        url = f"/v1/stoplists/{sl['id']}/imports:analyze"
+        pdf = await c.post(url, files={"file": ("x.pdf", b"%PDF-1.4", "application/pdf")}, headers=auth())
+        assert (pdf.status_code, pdf.json()["error"]["code"]) == (415, "unsupported_file_type")
+        empty = await c.post(url, files={"file": ("x.csv", b"", "text/csv")}, headers=auth())
+        assert (empty.status_code, empty.json()["error"]["code"]) == (422, "empty_file")
+        header_only = await c.post(url, files={"file": ("x.csv", b"phone\n", "text/csv")}, headers=auth())
+        assert header_only.status_code == 422
+        big = await c.post(
+            url, files={"file": ("x.csv", b"1" * (16 * 1024 * 1024), "text/csv")}, headers=auth()
+        )
+        assert big.status_code == 413
+        not_multipart = await c.post(url, content=b"phone\n1", headers={**auth(), "content-type": "text/csv"})
+        assert not_multipart.status_code == 415
+        bad_map = await c.post(
+            url,
+            files={"file": ("x.csv", b"phone\n12672345678\n", "text/csv")},
+            data={"mapping": '{"nope": "phone"}'},
+            headers=auth(),
+        )
+        assert (bad_map.status_code, bad_map.json()["error"]["code"]) == (422, "invalid_mapping")
+        other = await c.post(
+            "/v1/imports",
+            files={"file": ("x.csv", b"12672345678\n", "text/csv")},
+            data={"stoplist_ids": str(uuid.uuid4())},
+            headers=auth(),
+        )
+        assert other.status_code == 404
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("first.txt", "12672345678\n442079460958\n")
+            zf.writestr("second.csv", "ignored\n")
+        ok = await c.post(
+            url, files={"file": ("x.zip", zipped.getvalue(), "application/zip")}, headers=auth()
+        )
+        assert ok.status_code == 200
+        assert ok.json()["file"]["member"] == "first.txt"
+        assert ok.json()["counts"]["valid"] == 2
+
+        samples = await c.get("/v1/samples/stoplist.zip", headers=auth("acme", ["VIEWER"]))
+        with zipfile.ZipFile(io.BytesIO(samples.content)) as zf:
+            assert len(zf.namelist()) == 3
