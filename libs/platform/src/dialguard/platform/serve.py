@@ -1,19 +1,20 @@
-"""Runs a service app under uvicorn with the settings' host and port (python -m dialguard.<service>)."""
+"""Runs a service app under uvicorn with the settings' host, port and worker count (python -m dialguard.<pkg>)."""
 
 from __future__ import annotations
 
 import uvicorn
-from fastapi import FastAPI
 
 from dialguard.platform.settings import ServiceSettings
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """uvloop + httptools, no access log (metrics carry the latency), graceful shutdown."""
+def serve(factory: str, settings: ServiceSettings) -> None:
+    """uvloop + httptools, no access log (metrics carry latency); HTTP_WORKERS processes share the port."""
     uvicorn.run(
-        app,
+        factory,
+        factory=True,
         host=settings.HTTP_HOST,
         port=settings.HTTP_PORT,
+        workers=settings.HTTP_WORKERS,
         loop="uvloop",
         http="httptools",
         access_log=False,

@@ -19,6 +19,7 @@ class ServiceSettings(BaseSettings):
     AUTH_JWT_SECRET: str = Field(default="dev-secret-change-me", min_length=8)
     HTTP_PORT: int = 8000
     HTTP_HOST: str = "127.0.0.1"
+    HTTP_WORKERS: int = Field(default=1, ge=1, le=64)
     LOG_LEVEL: str = "INFO"
     DEFAULT_PHONE_REGION: str = Field(default="US", pattern=r"^[A-Z]{2}$")
 

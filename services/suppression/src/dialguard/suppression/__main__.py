@@ -2,13 +2,11 @@
 
 from dialguard.platform.serve import serve
 from dialguard.suppression.config import Settings
-from dialguard.suppression.main import create_app
 
 
 def main() -> None:
-    """Serve the app on HTTP_PORT."""
-    settings = Settings()
-    serve(create_app(settings), settings)
+    """Serve the app on HTTP_PORT (HTTP_WORKERS processes)."""
+    serve("dialguard.suppression.main:create_app", Settings())
 
 
 if __name__ == "__main__":
