@@ -682,6 +682,7 @@ class BloomCache:
         chunk = self._upload_chunk
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(key)
+            pipe.setrange(key, len(data) - 1, data[-1:])  # allocate once, at the exact size
             for at in range(0, len(data), chunk):
                 pipe.setrange(key, at, data[at : at + chunk])
             pipe.pexpire(key, 3_600_000)

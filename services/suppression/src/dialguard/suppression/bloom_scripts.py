@@ -139,8 +139,9 @@ end
 local desc = '1;' .. gen .. ';' .. run .. ';' .. capacity .. ';' .. layout
 redis.call('DEL', build)
 if string.sub(layout, 1, 4) == 'bb2/' then
-  local nbytes = tonumber(ARGV[6])
-  redis.call('SET', build, hex_bytes(gen) .. string.rep('\0', nbytes - 8))
+  -- SETRANGE on a missing key allocates exactly nbytes of zeros (no Lua copy of the string)
+  redis.call('SETRANGE', build, tonumber(ARGV[6]) - 1, '\0')
+  redis.call('SETRANGE', build, 0, hex_bytes(gen))
 else
   redis.call(reserve, build, ARGV[10], capacity)
   redis.call(madd, build, sentinel(desc))
