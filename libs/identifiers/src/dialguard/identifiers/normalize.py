@@ -1,23 +1,36 @@
-"""Identifier normalization of CONTRACT §4: E.164 phones (libphonenumber), emails, opaque ids, channels."""
+"""Identifier normalization of CONTRACT §4: E.164 phones (libphonenumber), emails, opaque ids, channels.
+
+Phones are read with libphonenumber's rules, but its `parse` + `is_valid_number` cost ~100 µs per
+reading in pure Python. For digit strings the result of `parse` is fully determined by a few metadata
+regexes (IDD, national-prefix-for-parsing, country code); when none of them fires, the fast path
+below takes the digits as they are and tests validity against the same metadata patterns,
+precompiled, mirroring `is_valid_number` step by step. Anything else falls back to libphonenumber
+itself, and the test suite checks both paths agree on random and example numbers of every region.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Literal, get_args
+from functools import cache, lru_cache
+from typing import Any, Literal, NamedTuple, get_args
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneMetadata, ValidationResult
+from pydantic import BaseModel, Field
 
 IdentifierType = Literal["phone", "email", "person_id", "client_id"]
 Channel = Literal["voice", "sms", "whatsapp", "viber", "email", "messenger"]
 PhoneFormat = Literal["international", "national"]
-IDENTIFIER_TYPES: tuple[str, ...] = get_args(IdentifierType)
-CHANNELS: tuple[str, ...] = get_args(Channel)
+IDENTIFIER_TYPES: tuple[IdentifierType, ...] = get_args(IdentifierType)
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+_CHANNEL_BY_NAME: dict[str, Channel] = {c: c for c in CHANNELS}
 
-_FORMATTING = re.compile(r"[\s\-.()/]")
-_DIGITS = re.compile(r"\d+")
+PHONE_CACHE_SIZE = 200_000
+_MAX_PHONE_CHARS = 64
+_MAX_PHONE_DIGITS = 20
+_FORMATTING = re.compile(r"[\s\-.()/\u2010-\u2015\u2212]")
 
 
 class InvalidIdentifier(ValueError):
@@ -31,96 +44,391 @@ class InvalidIdentifier(ValueError):
 
 
 class AmbiguousPhone(InvalidIdentifier):
-    """Valid both as international-without-plus and as national: the caller must say which."""
+    """Valid both as international-without-plus and as national: adding it needs phone_format."""
 
-    def __init__(self, readings: tuple[str, ...]) -> None:
+    def __init__(self, readings: tuple[str, ...], region: str = "") -> None:
+        national = f"national in {region}" if region else "national"
         super().__init__(
             "ambiguous_phone",
-            f"ambiguous: valid as +{readings[0]} (international) and +{readings[1]} (national); "
-            "pass phone_format",
+            f"ambiguous: valid as +{readings[0]} (international) and as +{readings[1]} ({national}); "
+            "pass phone_format international or national",
             readings,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Identifier:
-    """A normalized identifier."""
+    """A normalized identifier, the form stored, published and matched."""
 
-    type: str
+    type: IdentifierType
     value: str
 
 
-def _e164_digits(number: phonenumbers.PhoneNumber) -> str:
-    return f"{number.country_code}{number.national_number}"
+class IdentifierIn(BaseModel):
+    """Raw identifier as received; handlers normalize it (region-dependent) and map errors to 422."""
+
+    type: IdentifierType
+    value: str = Field(max_length=512)
 
 
-def _parse_valid(text: str, region: str | None) -> str | None:
+# --- phones: libphonenumber reference path ------------------------------------------------------
+
+
+def _nsn_of(number: phonenumbers.PhoneNumber) -> tuple[int, str]:
+    """(country code, national significant number) keeping Italian-style leading zeros."""
+    return number.country_code or 0, phonenumbers.national_significant_number(number)
+
+
+def _parse_slow(text: str, region: str | None) -> tuple[int, str] | None:
+    """libphonenumber's own parse; None when it refuses the string."""
     try:
-        number = phonenumbers.parse(text, region)
+        return _nsn_of(phonenumbers.parse(text, region))
     except phonenumbers.NumberParseException:
         return None
-    return _e164_digits(number) if phonenumbers.is_valid_number(number) else None
 
 
-@lru_cache(maxsize=262_144)
-def _phone_readings(raw: str, region: str) -> tuple[tuple[str, ...], str]:
-    """(valid readings, reason if none): international first, then national; cached as dialers repeat numbers."""
-    text = raw.strip()
-    if not text:
-        return (), "empty phone number"
-    compact = _FORMATTING.sub("", text)
-    international = compact.startswith("+") or compact.startswith("00")
-    body = compact[1:] if compact.startswith("+") else compact[2:] if compact.startswith("00") else compact
-    if not body.isdigit() or not body.isascii():
-        return (), "a phone number may contain only digits, spaces, dashes, dots, parentheses and a leading +"
-    if len(body) < 5 or len(body) > 17:
-        return (), f"{len(body)} digits is not a plausible phone number length"
-    if international:
-        reading = _parse_valid("+" + body, None)
-        return ((reading,), "") if reading else ((), "not a valid international number")
-    readings: list[str] = []
-    as_international = _parse_valid("+" + body, None)
-    if as_international:
-        readings.append(as_international)
-    as_national = _parse_valid(body, region)
-    if as_national and as_national not in readings:
-        readings.append(as_national)
-    if not readings:
-        return (), f"not a valid number internationally or nationally in {region}"
-    return tuple(readings), ""
+def _number(cc: int, nsn: str) -> phonenumbers.PhoneNumber:
+    """The PhoneNumber libphonenumber's parse builds for these digits (leading zeros kept)."""
+    zeros = len(nsn) - len(nsn.lstrip("0"))
+    italian = len(nsn) > 1 and zeros > 0
+    return phonenumbers.PhoneNumber(
+        country_code=cc,
+        national_number=int(nsn),
+        italian_leading_zero=True if italian else None,
+        number_of_leading_zeros=min(zeros, len(nsn) - 1) if italian and zeros > 1 else None,
+    )
+
+
+def _is_valid_slow(cc: int, nsn: str) -> bool:
+    return bool(phonenumbers.is_valid_number(_number(cc, nsn)))
+
+
+# --- phones: precompiled metadata for the fast path ---------------------------------------------
+
+
+class _Desc(NamedTuple):
+    lengths: frozenset[int] | None
+    pattern: re.Pattern[str]
+
+    def matches(self, nsn: str) -> bool:
+        """`_is_number_matching_desc`: length listed (if any are) and the pattern matches whole."""
+        return (self.lengths is None or len(nsn) in self.lengths) and self.pattern.fullmatch(nsn) is not None
+
+
+def _desc(desc: Any) -> _Desc | None:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    lengths = frozenset(desc.possible_length) if desc.possible_length else None
+    return _Desc(lengths, re.compile(desc.national_number_pattern))
+
+
+_TYPE_FIELDS = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+)
+
+
+class _Region(NamedTuple):
+    leading_digits: re.Pattern[str] | None
+    general: _Desc | None
+    types: tuple[_Desc, ...]
+
+    def valid(self, nsn: str) -> bool:
+        """`_number_type_helper(...) != UNKNOWN`: the general pattern and at least one type pattern."""
+        if self.general is None or not self.general.matches(nsn):
+            return False
+        return any(t.matches(nsn) for t in self.types)
+
+
+def _region_rules(metadata: Any) -> _Region:
+    fields = list(_TYPE_FIELDS)
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        fields.append("mobile")
+    types = tuple(d for d in (_desc(getattr(metadata, f)) for f in fields) if d is not None)
+    leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
+    return _Region(leading, _desc(metadata.general_desc), types)
+
+
+class _Parsing(NamedTuple):
+    """What `parse` consults for a country code's main region (or a default region)."""
+
+    cc: int
+    cc_str: str
+    idd: re.Pattern[str] | None
+    national_prefix: re.Pattern[str] | None
+    max_length: int  # longest possible national number (0: unknown, never fast)
+    local_only: frozenset[int]
+
+
+def _parsing(metadata: Any) -> _Parsing:
+    idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
+    npfp = metadata.national_prefix_for_parsing
+    general = metadata.general_desc
+    lengths = general.possible_length if general is not None else ()
+    return _Parsing(
+        metadata.country_code,
+        str(metadata.country_code),
+        idd,
+        re.compile(npfp) if npfp else None,
+        lengths[-1] if lengths else 0,
+        frozenset(general.possible_length_local_only or ()) if general is not None else frozenset(),
+    )
+
+
+@cache
+def _validity_rules(cc: int) -> tuple[_Region, ...]:
+    """Rules of every region sharing the code, in libphonenumber's order (first is the main one)."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ())
+    if regions == (phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY,):
+        metadata = PhoneMetadata.metadata_for_nongeo_region(cc, None)
+        return (_region_rules(metadata),) if metadata is not None else ()
+    found = (PhoneMetadata.metadata_for_region(r.upper(), None) for r in regions)
+    return tuple(_region_rules(m) for m in found if m is not None)
+
+
+@cache
+def _cc_parsing(cc: int) -> _Parsing | None:
+    """Parsing rules of the country code's main region, which `parse` uses after a + and a code."""
+    region = phonenumbers.region_code_for_country_code(cc)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+    return _parsing(metadata) if metadata is not None else None
+
+
+@cache
+def _region_parsing(region: str) -> _Parsing | None:
+    metadata = PhoneMetadata.metadata_for_region(region, None)
+    return _parsing(metadata) if metadata is not None else None
+
+
+def _is_valid(cc: int, nsn: str) -> bool:
+    """`is_valid_number` for (cc, nsn): region by leading digits or first match, then its patterns."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc)
+    if not regions:
+        return False
+    rules = _validity_rules(cc)
+    if len(regions) == 1:
+        return bool(rules) and rules[0].valid(nsn)
+    for region in rules:
+        if region.leading_digits is not None:
+            if region.leading_digits.match(nsn):
+                return region.valid(nsn)
+        elif region.valid(nsn):
+            return True
+    return False
+
+
+def _international(body: str) -> tuple[int, str] | None:
+    """parse('+' + body): country code by the 1-3 digit rule; the rest as is unless a national prefix may strip."""
+    if len(body) <= 2 or body[0] == "0":
+        return None
+    for size in (1, 2, 3):
+        cc = int(body[:size])
+        if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            rest = body[size:]
+            rules = _cc_parsing(cc)
+            if rules is None or (rules.national_prefix is not None and rules.national_prefix.match(rest)):
+                return _parse_slow("+" + body, None)
+            return (cc, rest) if 2 <= len(rest) <= 17 else None
+    return None
+
+
+def _national(body: str, region: str) -> tuple[int, str] | None:
+    """parse(body, region): the digits as they are unless an IDD, the region's code or a national prefix may apply."""
+    rules = _region_parsing(region)
+    if rules is None:
+        return None
+    if len(body) < 3 or (rules.idd is not None and rules.idd.match(body)):
+        return _parse_slow(body, region)
+    if body.startswith(rules.cc_str):
+        # The region's own code in front ("1 267 234 5678" in US): parse strips it when the whole is
+        # too long for the region (other cases depend on pattern matches, left to parse itself).
+        rest = body[len(rules.cc_str) :]
+        main = _cc_parsing(rules.cc)
+        if (
+            rules.max_length == 0
+            or len(body) <= rules.max_length
+            or len(body) in rules.local_only
+            or main is None
+            or (rules.national_prefix is not None and rules.national_prefix.match(rest))
+            or (main.national_prefix is not None and main.national_prefix.match(rest))
+        ):
+            return _parse_slow(body, region)
+        return (rules.cc, rest) if 2 <= len(rest) <= 17 else None
+    if rules.national_prefix is not None and rules.national_prefix.match(body):
+        return _parse_slow(body, region)
+    return (rules.cc, body) if len(body) <= 17 else None
+
+
+# --- phones: readings ----------------------------------------------------------------------------
+
+
+class _Reading(NamedTuple):
+    cc: int
+    nsn: str
+    valid: bool
+
+    @property
+    def digits(self) -> str:
+        """E.164 without +."""
+        return f"{self.cc}{self.nsn}"
+
+
+class _Phone(NamedTuple):
+    """Cached analysis of one raw value: malformed (error), or its international / national readings."""
+
+    error: str
+    explicit: bool  # written with + or 00: only the international reading exists
+    body: str
+    international: _Reading | None
+    national: _Reading | None
+
+    def valid(self) -> tuple[str, ...]:
+        out = tuple(r.digits for r in (self.international, self.national) if r is not None and r.valid)
+        return out[:1] if len(out) == 2 and out[0] == out[1] else out
+
+
+def _reading(parts: tuple[int, str] | None) -> _Reading | None:
+    if parts is None:
+        return None
+    return _Reading(parts[0], parts[1], _is_valid(*parts))
+
+
+def _supported_region(region: str) -> str:
+    upper = region.upper()
+    if upper not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidIdentifier(
+            "invalid_region", f"unknown phone region {region!r}; ISO 3166 alpha-2 expected"
+        )
+    return upper
+
+
+@lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _analyse(raw: str, region: str) -> _Phone:
+    """Both readings of a raw phone with their validity; cached because dialers and files repeat numbers."""
+    compact = _FORMATTING.sub("", raw)
+    if not compact:
+        return _Phone("empty phone number", False, "", None, None)
+    explicit = compact.startswith(("+", "00"))
+    body = compact[1:] if compact[0] == "+" else compact[2:] if explicit else compact
+    if not (body.isascii() and body.isdigit()):
+        return _Phone(
+            "a phone number may contain only digits, spaces, dashes, dots, parentheses and a leading + or 00",
+            explicit,
+            body,
+            None,
+            None,
+        )
+    if len(body) > _MAX_PHONE_DIGITS:
+        return _Phone(f"too long ({len(body)} digits)", explicit, body, None, None)
+    international = _reading(_international(body))
+    national = None if explicit else _reading(_national(body, region))
+    return _Phone("", explicit, body, international, national)
+
+
+def _analysed(raw: str, region: str) -> _Phone:
+    if len(raw) > _MAX_PHONE_CHARS:
+        return _Phone(f"too long ({len(raw)} characters)", False, "", None, None)
+    return _analyse(raw, _supported_region(region))
+
+
+_WHY = {
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_LENGTH: "wrong number of digits",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "a local number without its area code",
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    ValidationResult.IS_POSSIBLE: "not an assigned number range",
+}
+
+
+def _why(reading: _Reading | None, parts_hint: str, *, national: bool) -> str:
+    """Human reason one reading is not a valid number (error path only)."""
+    if reading is None:
+        return parts_hint
+    why = phonenumbers.is_possible_number_with_reason(_number(reading.cc, reading.nsn))
+    if why == ValidationResult.IS_POSSIBLE_LOCAL_ONLY and not national:
+        return "too short"
+    return _WHY.get(why, "not a valid number")
+
+
+def _reason(phone: _Phone, region: str, wanted: PhoneFormat | None = None) -> str:
+    """Why no (wanted) reading of the value is a valid number."""
+    if phone.error:
+        return phone.error
+    intl = f"as international +{phone.body}: {_why(phone.international, 'unknown country code or wrong length', national=False)}"
+    if phone.explicit or wanted == "international":
+        return f"not a valid phone number {intl}"
+    natl = f"as a national number in {region}: {_why(phone.national, 'wrong length', national=True)}"
+    if wanted == "national":
+        return f"not a valid phone number {natl}"
+    return f"not a valid phone number {intl}; {natl}"
 
 
 def phone_readings(raw: str, *, region: str = "US") -> tuple[str, ...]:
     """Every valid reading (one, or two when ambiguous); LeadStopped stops all of them, checks answer all."""
-    readings, reason = _phone_readings(raw, region.upper())
+    phone = _analysed(raw, region)
+    readings = phone.valid()
     if not readings:
-        raise InvalidIdentifier("invalid_phone", reason)
+        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper()))
     return readings
 
 
 def normalize_phone(raw: str, *, region: str = "US", phone_format: PhoneFormat | None = None) -> str:
-    """E.164 digits without +; ambiguous input is refused unless phone_format picks the reading."""
-    if phone_format is not None:
-        compact = _FORMATTING.sub("", raw.strip())
-        if phone_format == "national" and not compact.startswith(("+", "00")):
-            reading = _parse_valid(compact, region.upper())
-            if reading is None:
-                raise InvalidIdentifier("invalid_phone", f"not a valid national number in {region}")
-            return reading
-        body = compact.lstrip("+")
-        body = body[2:] if compact.startswith("00") else body
-        reading = _parse_valid("+" + body, None)
-        if reading is None:
-            raise InvalidIdentifier("invalid_phone", "not a valid international number")
-        return reading
-    readings = phone_readings(raw, region=region)
-    if len(readings) > 1:
-        raise AmbiguousPhone(readings)
-    return readings[0]
+    """E.164 digits without +; an ambiguous value is refused unless phone_format names the reading.
+
+    phone_format is honoured strictly for values without + / 00 (the caller says how they are
+    written), so a value valid only in the other reading is invalid; + / 00 is always international.
+    """
+    phone = _analysed(raw, region)
+    if phone_format is None or phone.explicit or phone.error:
+        readings = phone.valid()
+        if len(readings) == 2:
+            raise AmbiguousPhone(readings, region.upper())
+        if readings:
+            return readings[0]
+        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper()))
+    chosen = phone.international if phone_format == "international" else phone.national
+    if chosen is None or not chosen.valid:
+        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper(), phone_format))
+    return chosen.digits
+
+
+def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
+    """Readings a check must look up, valid or not (validity is settled when entries are stored).
+
+    A superset of phone_readings: an invalid candidate can only fail to match, while keeping it
+    means an entry stored under older libphonenumber metadata still matches (no false negative).
+    Raises InvalidIdentifier only for malformed input (letters, empty, far too long).
+    """
+    phone = _analysed(raw, region)
+    if phone.error:
+        raise InvalidIdentifier("invalid_phone", phone.error)
+    out: list[str] = []
+    for reading in (phone.international, phone.national):
+        if reading is not None and reading.digits not in out:
+            out.append(reading.digits)
+    if not out:
+        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper()))
+    return tuple(out)
+
+
+def phone_cache_clear() -> None:
+    """Drop cached phone analyses (tests, or after swapping libphonenumber metadata)."""
+    _analyse.cache_clear()
+
+
+# --- other identifiers ---------------------------------------------------------------------------
 
 
 def normalize_email(raw: str) -> str:
-    """Trimmed, lower-cased, IDNA (ASCII) domain; syntax only, no DNS."""
+    """Trimmed, lower-cased (local part too: mailboxes are case-blind in practice), ASCII (IDNA) domain."""
     text = raw.strip()
     if not text:
         raise InvalidIdentifier("invalid_email", "empty email address")
@@ -129,11 +437,11 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidIdentifier("invalid_email", str(exc)) from exc
     domain = result.ascii_domain or result.domain
-    return f"{result.local_part}@{domain}".lower()
+    return f"{result.local_part.lower()}@{domain.lower()}"
 
 
 def normalize_opaque(raw: str, *, kind: str = "identifier") -> str:
-    """person_id / client_id: trimmed, 1-256 characters."""
+    """person_id / client_id: trimmed, 1-256 characters, otherwise opaque (case kept)."""
     text = raw.strip()
     if not 1 <= len(text) <= 256:
         raise InvalidIdentifier("invalid_identifier", f"{kind} must be 1-256 characters after trimming")
@@ -149,9 +457,10 @@ def normalize_identifier(
     if id_type == "email":
         return Identifier("email", normalize_email(value))
     if id_type in ("person_id", "client_id"):
-        return Identifier(id_type, normalize_opaque(value, kind=id_type))
+        kind: IdentifierType = "person_id" if id_type == "person_id" else "client_id"
+        return Identifier(kind, normalize_opaque(value, kind=kind))
     raise InvalidIdentifier(
-        "invalid_identifier", f"unknown identifier type {id_type!r}; one of {IDENTIFIER_TYPES}"
+        "invalid_identifier", f"unknown identifier type {id_type!r}; one of {', '.join(IDENTIFIER_TYPES)}"
     )
 
 
@@ -167,80 +476,17 @@ def detect_type(value: str) -> IdentifierType:
     return "email" if "@" in value else "phone"
 
 
-def validate_channel(id_type: str, channel: str | None) -> str | None:
-    """A known channel or None (= all); an email may only carry channel email or None."""
+def validate_channel(identifier_type: str, channel: str | None) -> Channel | None:
+    """A known channel or None (= all channels); an email may only carry channel email or None."""
     if channel is None:
         return None
-    if channel not in CHANNELS:
-        raise InvalidIdentifier("invalid_channel", f"unknown channel {channel!r}; one of {CHANNELS}")
-    if id_type == "email" and channel != "email":
+    known = _CHANNEL_BY_NAME.get(channel)
+    if known is None:
+        raise InvalidIdentifier(
+            "invalid_channel", f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}"
+        )
+    if identifier_type == "email" and known != "email":
         raise InvalidIdentifier(
             "invalid_channel", "an email identifier may only carry channel 'email' or null"
         )
-    return channel
-
-
-_NANP_REGIONS = frozenset(
-    {
-        "US",
-        "CA",
-        "PR",
-        "VI",
-        "GU",
-        "AS",
-        "MP",
-        "AG",
-        "AI",
-        "BB",
-        "BM",
-        "BS",
-        "DM",
-        "DO",
-        "GD",
-        "JM",
-        "KN",
-        "KY",
-        "LC",
-        "MS",
-        "SX",
-        "TC",
-        "TT",
-        "VC",
-        "VG",
-    }
-)
-
-
-def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
-    """Readings a check must look up, without validating them (the hot path of batch checks).
-
-    Stored entries are valid E.164 numbers, so an invalid candidate can only fail to match: it can
-    neither hide a suppressed number nor invent one. Raises InvalidIdentifier for non-digit input.
-    """
-    compact = _FORMATTING.sub("", raw.strip())
-    if compact.startswith("+"):
-        body, international = compact[1:], True
-    elif compact.startswith("00"):
-        body, international = compact[2:], True
-    else:
-        body, international = compact, False
-    if not body.isdigit() or not body.isascii() or not 5 <= len(body) <= 17:
-        raise InvalidIdentifier("invalid_phone", "a phone number needs 5-17 digits and no letters")
-    if international:
-        return (body,)
-    region = region.upper()
-    if region in _NANP_REGIONS:
-        if len(body) == 10:
-            return (body, "1" + body)
-        if len(body) == 11 and body[0] == "1":
-            return (body,)
-    return _national_candidates(body, region)
-
-
-@lru_cache(maxsize=65_536)
-def _national_candidates(body: str, region: str) -> tuple[str, ...]:
-    try:
-        national = _e164_digits(phonenumbers.parse(body, region))
-    except phonenumbers.NumberParseException:
-        return (body,)
-    return (body,) if national == body else (body, national)
+    return known
