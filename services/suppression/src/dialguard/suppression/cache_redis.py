@@ -82,13 +82,13 @@ class RedisSuppressionCache:
         except Exception as exc:
             log.warning("cache rebuild failed", account_id=account_id, error=repr(exc))
 
-    async def rebuild(self, account_id: str) -> bool:
+    async def rebuild(self, account_id: str, *, force: bool = False) -> bool:
         """Build a fresh generation from every live entry and swap it in; False if a flush or rival intervened."""
         assert self._pool is not None, "bind() the pool first"
         await self._ensure_started()
         async with self._pool.acquire() as conn:
             live = await conn.fetchval("SELECT count(*) FROM entries WHERE account_id = $1", account_id)
-            token = await self._bloom.begin_rebuild(account_id, int(live * 1.25) + 1000)
+            token = await self._bloom.begin_rebuild(account_id, int(live * 1.25) + 1000, force=force)
             try:
                 await wait_for_older_transactions(conn)
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
