@@ -191,8 +191,8 @@ async def main() -> None:
                 **extra,
             )
             proc = ServiceProcess(service, env, REPO / ".local" / "bench-logs")
-            await proc.start()
             procs.append(proc)
+            await proc.start(timeout=180)
             return proc
 
         sup = await start("suppression", HTTP_WORKERS="2")
