@@ -175,7 +175,7 @@ async def main() -> None:
             str(DATA / "phones_absent.txt"),
         ]
     )
-    stack = LocalStack(REPO / ".local" / "bench")
+    stack = LocalStack(REPO / ".local" / f"bench-{os.getpid()}")
     await asyncio.to_thread(stack.start)
     procs: list[ServiceProcess] = []
     try:
@@ -228,7 +228,7 @@ async def main() -> None:
     finally:
         for p in procs:
             await p.stop()
-        await asyncio.to_thread(stack.stop)
+        await asyncio.to_thread(stack.destroy)
 
     if os.environ.get("BENCH_SKIP_PEER") != "1":
         print("peer (../shared/peer/run_peer.sh) ...", flush=True)
