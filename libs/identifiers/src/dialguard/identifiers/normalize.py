@@ -381,11 +381,9 @@ def phone_readings(raw: str, *, region: str = "US") -> tuple[str, ...]:
 
 
 def normalize_phone(raw: str, *, region: str = "US", phone_format: PhoneFormat | None = None) -> str:
-    """E.164 digits without +; an ambiguous value is refused unless phone_format names the reading.
-
-    phone_format is honoured strictly for values without + / 00 (the caller says how they are
-    written), so a value valid only in the other reading is invalid; + / 00 is always international.
-    """
+    """E.164 digits without +; an ambiguous value is refused unless phone_format names the reading."""
+    # phone_format is honoured strictly for values without + / 00 (the caller says how its numbers
+    # are written), so a value valid only in the other reading is invalid; + / 00 is international.
     phone = _analysed(raw, region)
     if phone_format is None or phone.explicit or phone.error:
         readings = phone.valid()
@@ -401,12 +399,9 @@ def normalize_phone(raw: str, *, region: str = "US", phone_format: PhoneFormat |
 
 
 def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
-    """Readings a check must look up, valid or not (validity is settled when entries are stored).
-
-    A superset of phone_readings: an invalid candidate can only fail to match, while keeping it
-    means an entry stored under older libphonenumber metadata still matches (no false negative).
-    Raises InvalidIdentifier only for malformed input (letters, empty, far too long).
-    """
+    """Readings a check looks up, valid or not: a superset of phone_readings, so never a false negative."""
+    # An invalid candidate can only fail to match, while keeping it means an entry stored under
+    # older libphonenumber metadata still matches. Raises only when no reading parses at all.
     phone = _analysed(raw, region)
     if phone.error:
         raise InvalidIdentifier("invalid_phone", phone.error)
