@@ -1,200 +1,640 @@
-"""Row readers for CSV/TXT/XLSX/XLS that stream (O(1) memory in rows) and keep original row numbers."""
+"""Row readers for CSV/TXT/XLSX/XLS that stream (O(1) memory in the number of rows) and number rows as the
+user sees them in the original file, so an error report points at the right line."""
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
-import io
+import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+import zipfile
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import IO, Any, Final, overload
 
-from dialguard.files.errors import BadEncoding, BadSpreadsheet, EmptyFile
-from dialguard.files.sniff import Kind
+from dialguard.files.errors import BadEncoding, BadSpreadsheet, EmptyFile, FileError, MalformedFile
+from dialguard.files.sniff import TEXT_KINDS, Kind
+from dialguard.files.zipped import check_expansion
 
-ENCODINGS = ("utf-8-sig", "cp1252")
-DELIMITERS = ",;\t|"
-_IDENTIFIER_LIKE = re.compile(r"^[\s+()\-.\d]{5,}$|@")
-csv.field_size_limit(1 << 20)
+DELIMITERS: Final = ",;\t|"
+SAMPLE_LINES: Final = 50
+HEAD_ROWS: Final = 21
+"""Rows read at open time: enough to judge the header and to serve a preview without a second pass."""
+MAX_LINE_CHARS: Final = 1_000_000
+"""A longer physical line is not a contact list; csv would otherwise build one enormous row from it."""
+XLSX_MAX_UNCOMPRESSED: Final = 512 * 1024 * 1024
+"""An .xlsx is a zip too: refuse one whose parts would inflate past this before openpyxl reads them."""
+_DECODE_CHUNK: Final = 1024 * 1024
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^(\+|00)?[\d\s().\-/]+$")
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?%?$")
+_DATE = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}\b")
+_DIGIT = re.compile(r"\d")
+_LABEL_SEPARATORS = re.compile(r"[\s\-./]+")
+KNOWN_HEADERS: Final = frozenset(
+    {
+        "phone",
+        "phones",
+        "phone_number",
+        "phonenumber",
+        "number",
+        "mobile",
+        "mobile_number",
+        "msisdn",
+        "tel",
+        "telephone",
+        "cell",
+        "email",
+        "e_mail",
+        "email_address",
+        "mail",
+        "contact",
+        "contact_information",
+        "identifier",
+        "id",
+        "person_id",
+        "personid",
+        "client_id",
+        "clientid",
+        "customer_id",
+        "external_id",
+        "name",
+        "full_name",
+        "first_name",
+        "last_name",
+        "sender",
+        "channel",
+        "source",
+        "reason",
+        "note",
+        "comment",
+        "expires_in_days",
+        "timezone",
+        "city",
+    }
+)
 
 
-class FormulaWithoutValue(ValueError):
-    """An XLSX formula cell with no cached result: reported for its row, not a crash."""
+@dataclass(frozen=True, slots=True)
+class CellError:
+    """A cell whose value cannot be trusted (formula without a saved result, #N/A): the row is reported."""
+
+    column: int
+    code: str
+    message: str
 
 
-@dataclass
-class Table:
-    """An opened table: where data starts, and a generator of (row number, cells)."""
+class Row(tuple[int, list[str]]):
+    """(row number, cells): unpacks like a pair, and carries the cell errors that make the row invalid."""
 
-    path: str
-    kind: Kind
-    skip_rows: int = 0
-    header: list[str] | None = None
-    delimiter: str = ","
-    encoding: str = "utf-8"
-    _first_data: int = field(default=0, repr=False)
+    errors: tuple[CellError, ...] = ()
 
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        """Data rows after skip_rows and the header, numbered as in the original file (1-based)."""
-        for number, cells in _raw_rows(self):
-            if number <= self._first_data:
-                continue
-            if not any(c.strip() for c in cells):
-                continue
-            yield number, cells
+    def __new__(cls, number: int, cells: list[str], errors: tuple[CellError, ...] = ()) -> Row:
+        row = super().__new__(cls, (number, cells))
+        if errors:
+            row.errors = errors
+        return row
+
+    @property
+    def number(self) -> int:
+        return self[0]
+
+    @property
+    def cells(self) -> list[str]:
+        return self[1]
 
 
-def _text_rows(path: str, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+# --- text -------------------------------------------------------------------------------------------
+
+
+def _first_undecodable_line(path: str, encoding: str) -> int | None:
+    """Decode the whole file in chunks: a sample would let a bad byte on line 90,000 crash an import."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_DECODE_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                return lines + chunk[: max(exc.start, 0)].count(b"\n")
+            if not chunk:
+                return None
+            lines += chunk.count(b"\n")
+
+
+def detect_encoding(path: str) -> str:
+    """A BOM decides; otherwise UTF-8, then Windows-1252 (what Excel writes for a "CSV" on Windows)."""
+    with open(path, "rb") as fh:
+        bom = fh.read(4)
+    candidates: tuple[str, ...]
+    if bom.startswith(codecs.BOM_UTF8):
+        candidates = ("utf-8-sig",)
+    elif bom.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ("utf-16",)
+    else:
+        candidates = ("utf-8", "cp1252")
+    failures: list[str] = []
+    for encoding in candidates:
+        line = _first_undecodable_line(path, encoding)
+        if line is None:
+            return encoding
+        failures.append(f"{encoding} (line {line})")
+    raise BadEncoding(
+        "the file is not text in a supported encoding: invalid as " + ", ".join(failures),
+        details=[{"field": "file", "tried": list(candidates)}],
+    )
+
+
+def _lines(fh: IO[str], first_line: int) -> Iterator[str]:
+    """Physical lines with a length cap, so one giant line fails fast instead of filling memory."""
+    number = first_line
+    while line := fh.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise MalformedFile(f"line {number} is longer than {MAX_LINE_CHARS} characters")
+        number += 1
+        yield line
+
+
+def _skip_lines(fh: IO[str], count: int) -> int:
+    skipped = 0
+    for _ in range(count):
+        if not next(_lines(fh, skipped + 1), ""):
+            break
+        skipped += 1
+    return skipped
+
+
+def _text_sample(path: str, encoding: str, skip_rows: int) -> list[str]:
     with open(path, encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        for cells in reader:
-            yield reader.line_num, [c.strip() for c in cells]
+        skipped = _skip_lines(fh, skip_rows)
+        return list(islice(_lines(fh, skipped + 1), SAMPLE_LINES))
 
 
-def _cell(value: Any) -> str:
+def _widths(lines: list[str], delimiter: str) -> Counter[int]:
+    return Counter(len(cells) for cells in csv.reader(lines, delimiter=delimiter))
+
+
+def _consistent_split(lines: list[str], delimiter: str) -> float:
+    """Share of lines that split into the most common width (>1); 0 when the delimiter splits nothing."""
+    width, count = _widths(lines, delimiter).most_common(1)[0]
+    return count / len(lines) if width > 1 else 0.0
+
+
+def detect_delimiter(sample: str | list[str]) -> str:
+    """csv.Sniffer among , ; tab |, checked and, failing that, the delimiter giving the steadiest width."""
+    lines = sample.splitlines() if isinstance(sample, str) else sample
+    lines = [line for line in lines if line.strip()][:SAMPLE_LINES]
+    if not lines:
+        return ","
+    try:
+        sniffed: str | None = csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed and sniffed in DELIMITERS and _consistent_split(lines, sniffed) >= 0.5:
+        return sniffed
+    scores = {d: _consistent_split(lines, d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: scores[d])
+    return best if scores[best] > 0 else ","
+
+
+def _text_rows(path: str, encoding: str, delimiter: str, skip_rows: int) -> Generator[Row, None, None]:
+    with open(path, encoding=encoding, newline="") as fh:
+        skipped = _skip_lines(fh, skip_rows)
+        reader = csv.reader(_lines(fh, skipped + 1), delimiter=delimiter)
+        last = 0
+        try:
+            for cells in reader:
+                start = skipped + last + 1
+                last = reader.line_num
+                if "".join(cells).strip():
+                    yield Row(start, [c.strip() for c in cells])
+        except csv.Error as exc:
+            raise MalformedFile(
+                f"line {skipped + last + 1}: {exc} (an unclosed quote?)",
+                details=[{"field": "file", "row": skipped + last + 1}],
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise BadEncoding(f"line {skipped + last + 1} is not {encoding} text") from exc
+
+
+def _count_text(path: str, encoding: str, delimiter: str, skip_rows: int) -> int:
+    with open(path, encoding=encoding, newline="") as fh:
+        skipped = _skip_lines(fh, skip_rows)
+        try:
+            return sum(
+                1
+                for cells in csv.reader(_lines(fh, skipped + 1), delimiter=delimiter)
+                if "".join(cells).strip()
+            )
+        except csv.Error as exc:
+            raise MalformedFile(f"{exc} (an unclosed quote?)") from exc
+
+
+# --- cell values ------------------------------------------------------------------------------------
+
+
+def _float_text(value: float) -> str:
+    """Integral floats lose their ".0": a phone stored as a number in Excel must come out as its digits."""
+    if not math.isfinite(value):
+        return str(value)
+    if value.is_integer():
+        return str(int(value))
+    return format(value, ".15g")
+
+
+def _text(value: object) -> str:
+    """A spreadsheet value as the text a user would type: ISO dates, TRUE/FALSE, no float artefacts."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value.strip()
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, dt.datetime | dt.date):
+        return _float_text(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None and value.time() == dt.time(0):
+            return value.date().isoformat()
         return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        seconds = int(value.total_seconds())
+        sign = "-" if seconds < 0 else ""
+        hours, rest = divmod(abs(seconds), 3600)
+        return f"{sign}{hours}:{rest // 60:02d}:{rest % 60:02d}"
     return str(value).strip()
 
 
-def _xlsx_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+# --- xlsx -------------------------------------------------------------------------------------------
+
+
+def _load_xlsx(path: str, *, data_only: bool) -> Any:
     import openpyxl
 
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:
+        with zipfile.ZipFile(path) as archive:
+            check_expansion(archive.infolist(), max_uncompressed=XLSX_MAX_UNCOMPRESSED)
+        return openpyxl.load_workbook(path, read_only=True, data_only=data_only, keep_links=False)
+    except FileError:
+        raise
+    except Exception as exc:  # a damaged workbook can fail anywhere inside openpyxl: still bad input
         raise BadSpreadsheet(f"not a readable .xlsx workbook: {exc}") from exc
+
+
+def _first_sheet(book: Any) -> Any:
+    if not book.worksheets:
+        raise EmptyFile("the workbook has no worksheet")
+    return book.worksheets[0]
+
+
+def _sheet_cells(sheet: Any) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """(row number, cells) from openpyxl, its parse errors turned into BadSpreadsheet naming the row."""
+    rows = sheet.iter_rows()
+    number = 0
+    while True:
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise BadSpreadsheet(f"row {number + 1} of the sheet cannot be read: {exc}") from exc
+        number += 1
+        yield number, cells
+
+
+class _CachedValues:
+    """The saved results of formulas, from a data_only twin opened only when a formula shows up."""
+
+    def __init__(self, path: str) -> None:
+        self.book = _load_xlsx(path, data_only=True)
+        sheet = _first_sheet(self.book)
+        sheet.reset_dimensions()
+        self.rows = _sheet_cells(sheet)
+        self.number = 0
+        self.cells: tuple[Any, ...] = ()
+
+    def get(self, number: int, column: int) -> tuple[str, Any]:
+        while self.number < number:
+            self.number, self.cells = next(self.rows, (number, ()))
+        if self.number != number or column > len(self.cells):
+            return "n", None
+        cell = self.cells[column - 1]
+        return getattr(cell, "data_type", "n"), cell.value
+
+    def close(self) -> None:
+        self.book.close()
+
+
+def _xlsx_rows(path: str, skip_rows: int) -> Generator[Row, None, None]:
+    from openpyxl.utils import get_column_letter
+
+    book = _load_xlsx(path, data_only=False)
+    cached: _CachedValues | None = None
     try:
-        sheet = book.worksheets[0]
-        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, [_cell(v) for v in row]
+        sheet = _first_sheet(book)
+        sheet.reset_dimensions()
+        for number, cells in _sheet_cells(sheet):
+            if number <= skip_rows or not cells:
+                continue
+            values: list[str] = []
+            errors: list[CellError] = []
+            for column, cell in enumerate(cells, start=1):
+                kind, value = getattr(cell, "data_type", "n"), cell.value
+                if kind == "f":
+                    if cached is None:
+                        cached = _CachedValues(path)
+                    kind, value = cached.get(number, column)
+                    if value is None:
+                        where = f"{get_column_letter(column)}{number}"
+                        errors.append(
+                            CellError(
+                                column,
+                                "formula_without_value",
+                                f"cell {where} has a formula with no saved result; "
+                                "open and save the file in Excel, or paste values",
+                            )
+                        )
+                        values.append("")
+                        continue
+                if kind == "e":
+                    where = f"{get_column_letter(column)}{number}"
+                    errors.append(
+                        CellError(column, "cell_error", f"cell {where} holds the Excel error {value}")
+                    )
+                    values.append("")
+                    continue
+                values.append(_text(value))
+            if errors or any(values):
+                yield Row(number, values, tuple(errors))
+    finally:
+        if cached is not None:
+            cached.close()
+        book.close()
+
+
+def _xlsx_declared_rows(path: str) -> int | None:
+    book = _load_xlsx(path, data_only=True)
+    try:
+        max_row = _first_sheet(book).max_row
+        return int(max_row) if max_row is not None else None
     finally:
         book.close()
 
 
-def _xls_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+# --- xls --------------------------------------------------------------------------------------------
+
+
+class _Discard:
+    """xlrd prints warnings to stdout by default; a server's stdout is its JSON log."""
+
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        return None
+
+
+def _open_xls(path: str) -> Any:
     import xlrd
 
     try:
-        book = xlrd.open_workbook(path, on_demand=True)
+        return xlrd.open_workbook(path, on_demand=True, logfile=_Discard())
     except Exception as exc:
-        raise BadSpreadsheet(f"not a readable .xls workbook: {exc}") from exc
-    sheet = book.sheet_by_index(0)
-    for r in range(sheet.nrows):
-        cells = []
-        for c in sheet.row(r):
-            if c.ctype == xlrd.XL_CELL_DATE:
-                cells.append(xlrd.xldate.xldate_as_datetime(c.value, book.datemode).isoformat())
-            else:
-                cells.append(_cell(c.value))
-        yield r + 1, cells
+        reason = "it is password-protected" if "encrypt" in str(exc).lower() else str(exc)
+        raise BadSpreadsheet(f"not a readable .xls workbook: {reason}") from exc
 
 
-def _raw_rows(table: Table) -> Iterator[tuple[int, list[str]]]:
-    if table.kind == "xlsx":
-        return _xlsx_rows(table.path)
-    if table.kind == "xls":
-        return _xls_rows(table.path)
-    return _text_rows(table.path, table.encoding, table.delimiter)
+def _xls_value(book: Any, ctype: int, value: Any) -> tuple[str, str | None]:
+    """(text, error message or None) for one xlrd cell."""
+    import xlrd
 
-
-def detect_encoding(path: str, sample_bytes: int = 1 << 20) -> str:
-    """UTF-8 (with or without BOM) when the sample decodes, else cp1252; BadEncoding if neither does."""
-    with open(path, "rb") as fh:
-        sample = fh.read(sample_bytes)
-    for encoding in ENCODINGS:
-        decoder = codecs.getincrementaldecoder(encoding)()
+    if ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+        return "", None
+    if ctype == xlrd.XL_CELL_BOOLEAN:
+        return ("TRUE" if value else "FALSE"), None
+    if ctype == xlrd.XL_CELL_ERROR:
+        return "", f"holds the Excel error {xlrd.error_text_from_code.get(value, value)}"
+    if ctype == xlrd.XL_CELL_DATE:
         try:
-            decoder.decode(sample, final=False)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    raise BadEncoding("file is neither UTF-8 nor Windows-1252 text")
+            y, m, d, hh, mm, ss = xlrd.xldate.xldate_as_tuple(value, book.datemode)
+        except xlrd.xldate.XLDateError as exc:
+            return "", f"holds an invalid date ({exc.__class__.__name__})"
+        if (y, m, d) == (0, 0, 0):
+            return dt.time(hh, mm, ss).isoformat(), None
+        return _text(dt.datetime(y, m, d, hh, mm, ss)), None
+    return _text(value), None
 
 
-def detect_delimiter(sample: str) -> str:
-    """csv.Sniffer among , ; tab |, falling back to the most frequent one in the first lines."""
-    lines = [ln for ln in sample.splitlines()[:20] if ln.strip()]
-    if not lines:
-        return ","
+def _xls_rows(path: str, skip_rows: int) -> Generator[Row, None, None]:
+    book = _open_xls(path)
     try:
-        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        counts = {d: sum(ln.count(d) for ln in lines) for d in DELIMITERS}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
+        if book.nsheets == 0:
+            raise EmptyFile("the workbook has no worksheet")
+        try:
+            sheet = book.sheet_by_index(0)
+        except Exception as exc:
+            raise BadSpreadsheet(f"the first sheet cannot be read: {exc}") from exc
+        for rowx in range(skip_rows, sheet.nrows):
+            values: list[str] = []
+            errors: list[CellError] = []
+            for colx, (ctype, value) in enumerate(
+                zip(sheet.row_types(rowx), sheet.row_values(rowx), strict=True)
+            ):
+                text, error = _xls_value(book, ctype, value)
+                if error is not None:
+                    errors.append(CellError(colx + 1, "cell_error", f"column {colx + 1} {error}"))
+                values.append(text)
+            if errors or any(values):
+                yield Row(rowx + 1, values, tuple(errors))
+    finally:
+        book.release_resources()
 
 
-def looks_like_header(first: list[str], following: list[list[str]]) -> bool:
-    """A first row of labels above rows whose cells look like phones/emails is a header."""
-    if not first or any(_IDENTIFIER_LIKE.search(c) for c in first if c):
+# --- tables -----------------------------------------------------------------------------------------
+
+
+def _raw_rows(
+    path: str, kind: Kind, encoding: str | None, delimiter: str | None, skip_rows: int
+) -> Generator[Row, None, None]:
+    """Non-blank rows after skip_rows, header included."""
+    if kind == "xlsx":
+        return _xlsx_rows(path, skip_rows)
+    if kind == "xls":
+        return _xls_rows(path, skip_rows)
+    if kind in TEXT_KINDS and encoding is not None and delimiter is not None:
+        return _text_rows(path, encoding, delimiter, skip_rows)
+    raise ValueError(f"cannot read rows of a {kind!r} file; unzip it with open_first_member first")
+
+
+def _is_contact_like(cell: str) -> bool:
+    if _EMAIL.match(cell):
+        return True
+    return bool(_PHONE.match(cell)) and len(_DIGIT.findall(cell)) >= 6
+
+
+def _is_data_like(cell: str) -> bool:
+    return _is_contact_like(cell) or bool(_NUMBER.match(cell)) or bool(_DATE.match(cell))
+
+
+def looks_like_header(first: list[str], following: Iterable[list[str]]) -> bool:
+    """Labels (no phone, email, number or date) above rows holding phones/emails, or well-known names."""
+    labels = [c for c in first if c]
+    if not labels or any(_is_data_like(c) for c in labels):
         return False
-    if not any(c for c in first):
-        return False
-    return any(any(_IDENTIFIER_LIKE.search(c) for c in row) for row in following) or not following
+    if any(_LABEL_SEPARATORS.sub("_", c.lower()) in KNOWN_HEADERS for c in labels):
+        return True
+    later = list(following)
+    if any(_is_contact_like(c) for row in later for c in row if c):
+        return True
+    for index, label in enumerate(first):
+        if not label or _DIGIT.search(label):
+            continue
+        values = [row[index] for row in later if index < len(row) and row[index]]
+        if values and all(_DIGIT.search(v) for v in values):
+            return True
+    return False
+
+
+class Table:
+    """An opened table: how it was read (encoding, delimiter, header) and its data rows, re-readable."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        kind: Kind,
+        skip_rows: int,
+        encoding: str | None,
+        delimiter: str | None,
+        header: list[str] | None,
+        header_row: int | None,
+        head: list[Row],
+        head_is_everything: bool,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.skip_rows = skip_rows
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.header = header
+        self.header_row = header_row
+        self._head = head
+        self._head_is_everything = head_is_everything
+
+    def __repr__(self) -> str:
+        return (
+            f"Table(kind={self.kind!r}, encoding={self.encoding!r}, delimiter={self.delimiter!r}, "
+            f"header={self.header!r}, skip_rows={self.skip_rows})"
+        )
+
+    @property
+    def has_header(self) -> bool:
+        return self.header is not None
+
+    def rows(self) -> Generator[Row, None, None]:
+        """Data rows (after skip_rows and the header, blank ones dropped), each a fresh streaming pass."""
+        header_row = self.header_row or 0
+        for row in _raw_rows(self.path, self.kind, self.encoding, self.delimiter, self.skip_rows):
+            if row[0] > header_row:
+                yield row
+
+    def preview(self, n: int = 10) -> list[Row]:
+        """The first n data rows, from what open_table already read when that is enough."""
+        if n <= len(self._head) or self._head_is_everything:
+            return self._head[:n]
+        with contextlib.closing(self.rows()) as rows:
+            return list(islice(rows, n))
+
+    def count_rows(self) -> int:
+        """Data rows for a progress total: exact for text and .xls, the sheet's declared size for .xlsx."""
+        if self._head_is_everything:
+            return len(self._head)
+        if self.kind in TEXT_KINDS and self.encoding is not None and self.delimiter is not None:
+            total = _count_text(self.path, self.encoding, self.delimiter, self.skip_rows)
+            return total - (1 if self.header_row is not None else 0)
+        if self.kind == "xlsx":
+            declared = _xlsx_declared_rows(self.path)
+            estimate = declared - self._head[0][0] + 1 if declared is not None and self._head else 0
+            if estimate >= len(self._head) > 0:
+                return estimate
+        with contextlib.closing(self.rows()) as rows:
+            return sum(1 for _ in rows)
 
 
 def open_table(path: str, kind: Kind, *, skip_rows: int = 0, has_header: bool | None = None) -> Table:
-    """Detect encoding, delimiter and header; EmptyFile when nothing is left after skip_rows."""
-    table = Table(path=path, kind=kind, skip_rows=skip_rows)
-    if kind in ("csv", "txt"):
-        table.encoding = detect_encoding(path)
-        with open(path, encoding=table.encoding, newline="") as fh:
-            sample = fh.read(64 * 1024)
-        lines = sample.splitlines()[skip_rows:]
-        table.delimiter = detect_delimiter("\n".join(lines))
-    head: list[tuple[int, list[str]]] = []
-    for number, cells in _raw_rows(table):
-        if number <= skip_rows or not any(c.strip() for c in cells):
-            continue
-        head.append((number, cells))
-        if len(head) >= 6:
-            break
+    """Detect encoding, delimiter and header (unless has_header says); EmptyFile when no data row is left."""
+    if skip_rows < 0:
+        raise ValueError("skip_rows must be >= 0")
+    encoding = delimiter = None
+    if kind in TEXT_KINDS:
+        encoding = detect_encoding(path)
+        delimiter = detect_delimiter(_text_sample(path, encoding, skip_rows))
+    with contextlib.closing(_raw_rows(path, kind, encoding, delimiter, skip_rows)) as raw:
+        head = list(islice(raw, HEAD_ROWS + 1))
+    after = f" after skipping {skip_rows} rows" if skip_rows else ""
     if not head:
-        raise EmptyFile("the file has no rows" + (f" after skipping {skip_rows}" if skip_rows else ""))
-    first_number, first = head[0]
-    header = looks_like_header(first, [c for _, c in head[1:]]) if has_header is None else has_header
-    if header:
-        table.header = first
-        table._first_data = first_number
-        if len(head) == 1:
-            raise EmptyFile("the file has a header row but no data rows")
-    else:
-        table._first_data = first_number - 1
-    return table
+        raise EmptyFile(f"the file has no rows{after}")
+    first = head[0]
+    if has_header is None:
+        has_header = looks_like_header(first.cells, [row.cells for row in head[1:]])
+    header: list[str] | None = None
+    header_row: int | None = None
+    data = head
+    if has_header:
+        header, header_row, data = first.cells, first.number, head[1:]
+        if not data:
+            raise EmptyFile(f"the file has a header row but no data rows{after}")
+    return Table(
+        path=path,
+        kind=kind,
+        skip_rows=skip_rows,
+        encoding=encoding,
+        delimiter=delimiter,
+        header=header,
+        header_row=header_row,
+        head=data[:HEAD_ROWS],
+        head_is_everything=len(head) <= HEAD_ROWS,
+    )
 
 
-def preview(table: Table, n: int = 10) -> list[tuple[int, list[str]]]:
-    """The first n data rows."""
-    out = []
-    for item in table.rows():
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out
+@overload
+def preview(source: Table, n: int = 10, /) -> list[Row]: ...
+@overload
+def preview(
+    source: str, kind: Kind, skip_rows: int = 0, n: int = 10, *, has_header: bool | None = None
+) -> list[Row]: ...
+def preview(source: Table | str, *args: Any, **kwargs: Any) -> list[Row]:
+    """The first n data rows of an opened table, or of a file (open_table gives its header too)."""
+    if isinstance(source, Table):
+        return source.preview(*args, **kwargs)
+    return _preview_file(source, *args, **kwargs)
 
 
-def count_rows(table: Table) -> int:
-    """Data rows (one cheap pass) for progress totals."""
-    return sum(1 for _ in table.rows())
+def _preview_file(
+    path: str, kind: Kind, skip_rows: int = 0, n: int = 10, *, has_header: bool | None = None
+) -> list[Row]:
+    return open_table(path, kind, skip_rows=skip_rows, has_header=has_header).preview(n)
 
 
-def decode_text(data: bytes) -> str:
-    """Small text payloads (form fields) in the same encodings as files."""
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise BadEncoding("not UTF-8 or Windows-1252")
+@overload
+def count_rows(source: Table, /) -> int: ...
+@overload
+def count_rows(source: str, kind: Kind, skip_rows: int = 0, *, has_header: bool | None = None) -> int: ...
+def count_rows(source: Table | str, *args: Any, **kwargs: Any) -> int:
+    """Data rows for progress totals, in a pass far cheaper than reading them (see Table.count_rows)."""
+    if isinstance(source, Table):
+        return source.count_rows()
+    return _count_file(source, *args, **kwargs)
 
 
-__all__ = ["Table", "count_rows", "detect_delimiter", "detect_encoding", "io", "open_table", "preview"]
+def _count_file(path: str, kind: Kind, skip_rows: int = 0, *, has_header: bool | None = None) -> int:
+    return open_table(path, kind, skip_rows=skip_rows, has_header=has_header).count_rows()
