@@ -398,10 +398,20 @@ def normalize_phone(raw: str, *, region: str = "US", phone_format: PhoneFormat |
     return chosen.digits
 
 
+_NANP_FAST_REGIONS = frozenset({"US", "CA"})
+
+
 def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
     """Readings a check looks up, valid or not: a superset of phone_readings, so never a false negative."""
     # An invalid candidate can only fail to match, while keeping it means an entry stored under
     # older libphonenumber metadata still matches. Raises only when no reading parses at all.
+    if raw.isdigit() and raw.isascii() and region.upper() in _NANP_FAST_REGIONS:
+        # Dialers send canonical digits: for NANP the two readings are plain string work (the
+        # international reading is the digits; the national one prefixes country code 1).
+        if len(raw) == 11 and raw[0] == "1":
+            return (raw,)
+        if len(raw) == 10:
+            return (raw, "1" + raw)
     phone = _analysed(raw, region)
     if phone.error:
         raise InvalidIdentifier("invalid_phone", phone.error)
