@@ -88,7 +88,7 @@ class RedisSuppressionCache:
         await self._ensure_started()
         async with self._pool.acquire() as conn:
             live = await conn.fetchval("SELECT count(*) FROM entries WHERE account_id = $1", account_id)
-            token = await self._bloom.begin_rebuild(account_id, int(live * 1.25) + 1000, force=force)
+            token = await self._bloom.begin_rebuild(account_id, int(live * 1.05) + 1000, force=force)
             try:
                 await wait_for_older_transactions(conn)
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
