@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,8 @@ class RedisSuppressionCache:
         self._pool: asyncpg.Pool | None = None
         self._rebuilding: dict[str, asyncio.Task[None]] = {}
         self._scan_chunk = scan_chunk
+        self._next_attempt: dict[str, float] = {}
+        self._retry_after_s = 5.0
 
     def bind(self, pool: asyncpg.Pool) -> None:
         """The Postgres pool rebuilds scan (known only once the runtime started)."""
@@ -69,9 +72,12 @@ class RedisSuppressionCache:
         return answer
 
     def schedule_rebuild(self, account_id: str) -> None:
-        """At most one rebuild per account in this process."""
+        """At most one rebuild per account in this process, and not more often than every few seconds:
+        while another worker builds, every lookup here also misses, and each attempt costs a count(*)."""
         task = self._rebuilding.get(account_id)
-        if task is None or task.done():
+        now = time.monotonic()
+        if (task is None or task.done()) and now >= self._next_attempt.get(account_id, 0.0):
+            self._next_attempt[account_id] = now + self._retry_after_s
             self._rebuilding[account_id] = asyncio.create_task(self._rebuild_quietly(account_id))
 
     async def _rebuild_quietly(self, account_id: str) -> None:
