@@ -95,7 +95,7 @@ def open_upload(path: str, filename: str, *, skip_rows: int) -> OpenedFile:
     return OpenedFile(open_table(path, kind, skip_rows=skip_rows), cleanup, member)
 
 
-def columns_of(table: Table, sample: list[tuple[int, list[str]]]) -> list[str]:
+def columns_of(table: Table, sample: Sequence[Any]) -> list[str]:
     """Header names, or 1-based column numbers as strings when the file has no header row."""
     if table.header is not None:
         return table.header
