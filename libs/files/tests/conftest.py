@@ -72,7 +72,9 @@ def write_zero_bomb(path: Path, *, name: str = "bomb.csv", size: int = 1 << 30) 
             "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, 0, packed, size, len(raw_name), 0, 0, 0, 0, 0, 0
         )
         out.write(central + raw_name)
-        out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(raw_name), directory_at, 0))
+        out.write(
+            struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(raw_name), directory_at, 0)
+        )
 
 
 @pytest.fixture
