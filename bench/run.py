@@ -218,7 +218,9 @@ async def main() -> None:
         print("dialguard", results["dialguard"], flush=True)
         await sup.stop()
         procs.remove(sup)
-        nocache = await start("suppression", HTTP_WORKERS="2", CACHE_ENABLED="false")
+        nocache = await start(
+            "suppression", HTTP_WORKERS="2", CACHE_ENABLED="false", CONSUMER_GROUP_SUFFIX=".pg-only"
+        )
         results["dialguard_postgres_only"] = summary(
             await bench_checks(nocache.base_url, "dialguard-pg-only", out, pids)
         )
