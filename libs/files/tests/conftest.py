@@ -51,11 +51,9 @@ def contacts_xls(tmp_path: Path) -> Path:
 
 
 def write_zero_bomb(path: Path, *, name: str = "bomb.csv", size: int = 1 << 30) -> None:
-    """A zip of `size` "0" characters (a valid one-column CSV) written in milliseconds: one deflate block of 1 MiB repeated.
-
-    zipfile would have to deflate the whole gigabyte; a full flush makes every block identical, so the
-    block is computed once. The CRC is left 0: a reader that stops early, as it must, never checks it.
-    """
+    """A zip of `size` "0" characters built in milliseconds: zipfile would deflate the whole gigabyte."""
+    # After a full flush every 1 MiB block deflates identically, so one block is computed and repeated.
+    # The CRC is left 0: a reader that stops early, as it must, never checks it.
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = compressor.compress(b"0" * (1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
     tail = compressor.flush()

@@ -1,5 +1,4 @@
-"""Exports that a spreadsheet cannot turn into formulas (CONTRACT §3), streamed: CSV as byte chunks for a
-StreamingResponse, XLSX through openpyxl's write-only mode so memory stays flat however many rows."""
+"""Exports no spreadsheet can turn into formulas (CONTRACT §3), streamed so memory stays flat at any size."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Row readers for CSV/TXT/XLSX/XLS that stream (O(1) memory in the number of rows) and number rows as the
-user sees them in the original file, so an error report points at the right line."""
+"""Streaming row readers (O(1) memory in rows) numbering rows as in the file, so error reports point right."""
 
 from __future__ import annotations
 

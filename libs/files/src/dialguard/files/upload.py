@@ -1,5 +1,4 @@
-"""Receives a multipart upload while it streams: the file goes to disk chunk by chunk and every limit is
-enforced as bytes arrive, so no body is ever held in memory whole."""
+"""Multipart uploads received while streaming, to disk, limits enforced per chunk: no body held in memory."""
 
 from __future__ import annotations
 
