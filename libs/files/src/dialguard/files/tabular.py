@@ -546,9 +546,12 @@ class Table:
     def rows(self) -> Generator[Row, None, None]:
         """Data rows (after skip_rows and the header, blank ones dropped), each a fresh streaming pass."""
         header_row = self.header_row or 0
-        for row in _raw_rows(self.path, self.kind, self.encoding, self.delimiter, self.skip_rows):
-            if row[0] > header_row:
-                yield row
+        with contextlib.closing(
+            _raw_rows(self.path, self.kind, self.encoding, self.delimiter, self.skip_rows)
+        ) as raw:
+            for row in raw:
+                if row[0] > header_row:
+                    yield row
 
     def preview(self, n: int = 10) -> list[Row]:
         """The first n data rows, from what open_table already read when that is enough."""
