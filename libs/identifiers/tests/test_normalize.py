@@ -146,8 +146,29 @@ def test_candidates_cover_readings_and_refuse_only_malformed_input() -> None:
     ]:
         assert set(phone_readings(raw, region=region)) <= set(phone_candidates(raw, region=region))
     assert set(phone_candidates("(555) 010-0000")) == {"5550100000", "15550100000"}  # invalid: harmless
+    # Canonical digits where the international reading drops a national prefix or the national one
+    # is an IDD call: the candidates must still contain the valid reading.
+    assert phone_readings("4408001111") == ("448001111", "14408001111")
+    assert set(phone_candidates("4408001111")) == {"448001111", "14408001111"}
+    assert phone_readings("0116834002") == ("6834002",)
+    assert "6834002" in phone_candidates("0116834002")
     with pytest.raises(InvalidIdentifier):
         phone_candidates("call me")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.from_regex(r"(1|011|0|)[0-9]{7,10}", fullmatch=True),
+    st.sampled_from(["US", "CA", "GB"]),
+    st.sampled_from(["{}", "+{}", " {} "]),
+)
+def test_candidates_are_a_superset_of_valid_readings(digits: str, region: str, written: str) -> None:
+    raw = written.format(digits)
+    try:
+        readings = phone_readings(raw, region=region)
+    except InvalidIdentifier:
+        return
+    assert set(readings) <= set(phone_candidates(raw, region=region))
 
 
 def test_seed_style_international_numbers_without_plus() -> None:

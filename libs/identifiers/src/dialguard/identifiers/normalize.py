@@ -309,33 +309,41 @@ def _supported_region(region: str) -> str:
     return upper
 
 
-@lru_cache(maxsize=PHONE_CACHE_SIZE)
-def _analyse(raw: str, region: str) -> _Phone:
-    """Both readings of a raw phone with their validity; cached because dialers and files repeat numbers."""
+_MALFORMED = "a phone number may contain only digits, spaces, dashes, dots, parentheses and a leading + or 00"
+
+
+def _split(raw: str) -> tuple[str, bool, str]:
+    """(error, written international, digits after any + / 00): the formatting-free core of a raw phone."""
+    if len(raw) > _MAX_PHONE_CHARS:
+        return f"too long ({len(raw)} characters)", False, ""
     compact = _FORMATTING.sub("", raw)
     if not compact:
-        return _Phone("empty phone number", False, "", None, None)
+        return "empty phone number", False, ""
     explicit = compact.startswith(("+", "00"))
     body = compact[1:] if compact[0] == "+" else compact[2:] if explicit else compact
     if not (body.isascii() and body.isdigit()):
-        return _Phone(
-            "a phone number may contain only digits, spaces, dashes, dots, parentheses and a leading + or 00",
-            explicit,
-            body,
-            None,
-            None,
-        )
+        return _MALFORMED, explicit, body
     if len(body) > _MAX_PHONE_DIGITS:
-        return _Phone(f"too long ({len(body)} digits)", explicit, body, None, None)
+        return f"too long ({len(body)} digits)", explicit, body
+    return "", explicit, body
+
+
+@lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _analyse(raw: str, region: str) -> _Phone:
+    """Both readings of a raw phone with their validity; cached because dialers and files repeat numbers."""
+    error, explicit, body = _split(raw)
+    if error:
+        return _Phone(error, explicit, body, None, None)
     international = _reading(_international(body))
     national = None if explicit else _reading(_national(body, region))
     return _Phone("", explicit, body, international, national)
 
 
 def _analysed(raw: str, region: str) -> _Phone:
-    if len(raw) > _MAX_PHONE_CHARS:
+    region = _supported_region(region)
+    if len(raw) > _MAX_PHONE_CHARS:  # refused before the cache, which must not hold huge keys
         return _Phone(f"too long ({len(raw)} characters)", False, "", None, None)
-    return _analyse(raw, _supported_region(region))
+    return _analyse(raw, region)
 
 
 _WHY = {
@@ -404,23 +412,27 @@ _NANP_FAST_REGIONS = frozenset({"US", "CA"})
 def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
     """Readings a check looks up, valid or not: a superset of phone_readings, so never a false negative."""
     # An invalid candidate can only fail to match, while keeping it means an entry stored under
-    # older libphonenumber metadata still matches. Raises only when no reading parses at all.
-    if raw.isdigit() and raw.isascii() and region.upper() in _NANP_FAST_REGIONS:
-        # Dialers send canonical digits: for NANP the two readings are plain string work (the
-        # international reading is the digits; the national one prefixes country code 1).
+    # older libphonenumber metadata still matches; so no validity test here, only parsing.
+    upper = _supported_region(region)
+    if raw.isdigit() and raw.isascii() and upper in _NANP_FAST_REGIONS:
+        # Canonical digits, the dialer's common case. 1 + ten digits reads the same both ways (or
+        # is invalid both ways). Ten digits starting 2-9 read nationally as 1 + digits (no IDD,
+        # national prefix or country code can apply); the international reading may still lose a
+        # national prefix ("4408001111" is +44 800 1111), so it comes from the exact parser.
         if len(raw) == 11 and raw[0] == "1":
             return (raw,)
-        if len(raw) == 10:
-            return (raw, "1" + raw)
-    phone = _analysed(raw, region)
-    if phone.error:
-        raise InvalidIdentifier("invalid_phone", phone.error)
+        if len(raw) == 10 and raw[0] in "23456789":
+            intl = _international(raw)
+            return ("1" + raw,) if intl is None else (f"{intl[0]}{intl[1]}", "1" + raw)
+    error, explicit, body = _split(raw)
+    if error:
+        raise InvalidIdentifier("invalid_phone", error)
     out: list[str] = []
-    for reading in (phone.international, phone.national):
-        if reading is not None and reading.digits not in out:
-            out.append(reading.digits)
+    for parts in (_international(body), None if explicit else _national(body, upper)):
+        if parts is not None and f"{parts[0]}{parts[1]}" not in out:
+            out.append(f"{parts[0]}{parts[1]}")
     if not out:
-        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper()))
+        raise InvalidIdentifier("invalid_phone", _reason(_analysed(raw, upper), upper))
     return tuple(out)
 
 
