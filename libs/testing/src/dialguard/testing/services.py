@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -65,8 +66,15 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         module = "dialguard." + PACKAGES[self.service]
-        self.proc = subprocess.Popen([sys.executable, "-m", module], env=self.env, stdout=log, stderr=log)
-        await self.wait_ready(timeout)
+        # Own process group: uvicorn workers die with their master, even on SIGKILL.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            await self.wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll readiness; fail with the log tail if the process dies or never gets ready."""
@@ -85,15 +93,17 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no offset commits, nothing flushed."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     async def stop(self) -> None:
         """Graceful stop (SIGTERM), SIGKILL after 15 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             await asyncio.to_thread(self.proc.wait, 15)
         except subprocess.TimeoutExpired:
