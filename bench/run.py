@@ -157,24 +157,25 @@ async def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"n": N, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(f"generating {N:,} phones with the peer's load.py ...", flush=True)
-    sh(
-        [
-            sys.executable,
-            str(PEER / "load.py"),
-            "--n",
-            str(N),
-            "--backend",
-            "none",
-            "--csv-out",
-            str(DATA / "phones.csv"),
-            "--csv-rows-per-file",
-            str(max(N, 1)),
-            "--sample-out",
-            str(DATA / "phones_present.txt"),
-            "--absent-out",
-            str(DATA / "phones_absent.txt"),
-        ]
-    )
+    if os.environ.get("BENCH_ONLY") != "plumbing":
+        sh(
+            [
+                sys.executable,
+                str(PEER / "load.py"),
+                "--n",
+                str(N),
+                "--backend",
+                "none",
+                "--csv-out",
+                str(DATA / "phones.csv"),
+                "--csv-rows-per-file",
+                str(max(N, 1)),
+                "--sample-out",
+                str(DATA / "phones_present.txt"),
+                "--absent-out",
+                str(DATA / "phones_absent.txt"),
+            ]
+        )
     stack = LocalStack(REPO / ".local" / f"bench-{os.getpid()}")
     await asyncio.to_thread(stack.start)
     procs: list[ServiceProcess] = []
@@ -204,6 +205,9 @@ async def main() -> None:
         )
         print(json.dumps(results["plumbing_throughput"]), json.dumps(results["plumbing_latency"]), flush=True)
 
+        if os.environ.get("BENCH_ONLY") == "plumbing":
+            (RESULTS / "plumbing.json").write_text(json.dumps(results, indent=2))
+            return
         print(f"loading {N:,} entries and warming the bloom cache ...", flush=True)
         _, load_s = await load_entries(dsns["suppression"], DATA / "phones-000.csv")
         results["load_seconds"] = round(load_s, 1)
