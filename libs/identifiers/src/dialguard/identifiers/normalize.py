@@ -27,7 +27,7 @@ IDENTIFIER_TYPES: tuple[IdentifierType, ...] = get_args(IdentifierType)
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 _CHANNEL_BY_NAME: dict[str, Channel] = {c: c for c in CHANNELS}
 
-PHONE_CACHE_SIZE = 200_000
+PHONE_CACHE_SIZE = 100_000  # 400-500 bytes an entry (~45 MiB full); a miss costs only the fast path
 _MAX_PHONE_CHARS = 64
 _MAX_PHONE_DIGITS = 20
 _FORMATTING = re.compile(r"[\s\-.()/\u2010-\u2015\u2212]")
@@ -137,23 +137,37 @@ _TYPE_FIELDS = (
 
 class _Region(NamedTuple):
     leading_digits: re.Pattern[str] | None
-    general: _Desc | None
-    types: tuple[_Desc, ...]
+    by_length: dict[int, re.Pattern[str] | None]  # every length some pattern lists
+    other_lengths: re.Pattern[str] | None  # lengths no pattern lists
 
     def valid(self, nsn: str) -> bool:
         """`_number_type_helper(...) != UNKNOWN`: the general pattern and at least one type pattern."""
-        if self.general is None or not self.general.matches(nsn):
-            return False
-        return any(t.matches(nsn) for t in self.types)
+        check = self.by_length.get(len(nsn), self.other_lengths)
+        return check is not None and check.fullmatch(nsn) is not None
 
 
 def _region_rules(metadata: Any) -> _Region:
+    """Per length, one regex: a lookahead for the general pattern, then the type patterns allowing that length."""
+    leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
+    general = _desc(metadata.general_desc)
+    if general is None:
+        return _Region(leading, {}, None)
     fields = list(_TYPE_FIELDS)
     if not metadata.same_mobile_and_fixed_line_pattern:
         fields.append("mobile")
-    types = tuple(d for d in (_desc(getattr(metadata, f)) for f in fields) if d is not None)
-    leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
-    return _Region(leading, _desc(metadata.general_desc), types)
+    types = [d for d in (_desc(getattr(metadata, f)) for f in fields) if d is not None]
+
+    def check(length: int | None) -> re.Pattern[str] | None:
+        if general.lengths is not None and (length is None or length not in general.lengths):
+            return None
+        allowed = [d for d in types if d.lengths is None or (length is not None and length in d.lengths)]
+        if not allowed:
+            return None
+        alternatives = "|".join(f"(?:{d.pattern.pattern})" for d in allowed)
+        return re.compile(f"(?=(?:{general.pattern.pattern})\\Z)(?:{alternatives})")
+
+    lengths = {n for d in (general, *types) if d.lengths is not None for n in d.lengths}
+    return _Region(leading, {n: check(n) for n in lengths}, check(None))
 
 
 class _Parsing(NamedTuple):
@@ -182,8 +196,7 @@ def _parsing(metadata: Any) -> _Parsing:
     )
 
 
-@cache
-def _validity_rules(cc: int) -> tuple[_Region, ...]:
+def _load_validity_rules(cc: int) -> tuple[_Region, ...]:
     """Rules of every region sharing the code, in libphonenumber's order (first is the main one)."""
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ())
     if regions == (phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY,):
@@ -191,6 +204,10 @@ def _validity_rules(cc: int) -> tuple[_Region, ...]:
         return (_region_rules(metadata),) if metadata is not None else ()
     found = (PhoneMetadata.metadata_for_region(r.upper(), None) for r in regions)
     return tuple(_region_rules(m) for m in found if m is not None)
+
+
+_VALIDITY: dict[int, tuple[bool, tuple[_Region, ...]]] = {}  # cc -> (single region, rules); filled lazily
+_CC_BY_PREFIX: dict[str, int] = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 
 
 @cache
@@ -209,11 +226,12 @@ def _region_parsing(region: str) -> _Parsing | None:
 
 def _is_valid(cc: int, nsn: str) -> bool:
     """`is_valid_number` for (cc, nsn): region by leading digits or first match, then its patterns."""
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc)
-    if not regions:
-        return False
-    rules = _validity_rules(cc)
-    if len(regions) == 1:
+    entry = _VALIDITY.get(cc)
+    if entry is None:
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ())
+        entry = _VALIDITY[cc] = (len(regions) == 1, _load_validity_rules(cc))
+    single, rules = entry
+    if single:
         return bool(rules) and rules[0].valid(nsn)
     for region in rules:
         if region.leading_digits is not None:
@@ -229,8 +247,8 @@ def _international(body: str) -> tuple[int, str] | None:
     if len(body) <= 2 or body[0] == "0":
         return None
     for size in (1, 2, 3):
-        cc = int(body[:size])
-        if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        cc = _CC_BY_PREFIX.get(body[:size])
+        if cc is not None:
             rest = body[size:]
             rules = _cc_parsing(cc)
             if rules is None or (rules.national_prefix is not None and rules.national_prefix.match(rest)):
@@ -269,35 +287,20 @@ def _national(body: str, region: str) -> tuple[int, str] | None:
 # --- phones: readings ----------------------------------------------------------------------------
 
 
-class _Reading(NamedTuple):
-    cc: int
-    nsn: str
-    valid: bool
-
-    @property
-    def digits(self) -> str:
-        """E.164 without +."""
-        return f"{self.cc}{self.nsn}"
-
-
 class _Phone(NamedTuple):
     """Cached analysis of one raw value: malformed (error), or its international / national readings."""
 
     error: str
     explicit: bool  # written with + or 00: only the international reading exists
-    body: str
-    international: _Reading | None
-    national: _Reading | None
-
-    def valid(self) -> tuple[str, ...]:
-        out = tuple(r.digits for r in (self.international, self.national) if r is not None and r.valid)
-        return out[:1] if len(out) == 2 and out[0] == out[1] else out
+    intl: str  # E.164 digits of the international reading ("" when it does not parse)
+    intl_cc: int
+    natl: str  # E.164 digits of the national reading ("" when it does not parse or is not taken)
+    natl_cc: int
+    readings: tuple[str, ...]  # the valid ones, international first, without duplicates
 
 
-def _reading(parts: tuple[int, str] | None) -> _Reading | None:
-    if parts is None:
-        return None
-    return _Reading(parts[0], parts[1], _is_valid(*parts))
+def _malformed(error: str, explicit: bool = False) -> _Phone:
+    return _Phone(error, explicit, "", 0, "", 0, ())
 
 
 def _supported_region(region: str) -> str:
@@ -316,7 +319,7 @@ def _split(raw: str) -> tuple[str, bool, str]:
     """(error, written international, digits after any + / 00): the formatting-free core of a raw phone."""
     if len(raw) > _MAX_PHONE_CHARS:
         return f"too long ({len(raw)} characters)", False, ""
-    compact = _FORMATTING.sub("", raw)
+    compact = raw if raw.isascii() and raw.isdigit() else _FORMATTING.sub("", raw)
     if not compact:
         return "empty phone number", False, ""
     explicit = compact.startswith(("+", "00"))
@@ -333,16 +336,29 @@ def _analyse(raw: str, region: str) -> _Phone:
     """Both readings of a raw phone with their validity; cached because dialers and files repeat numbers."""
     error, explicit, body = _split(raw)
     if error:
-        return _Phone(error, explicit, body, None, None)
-    international = _reading(_international(body))
-    national = None if explicit else _reading(_national(body, region))
-    return _Phone("", explicit, body, international, national)
+        return _malformed(error, explicit)
+    intl = _international(body)
+    natl = None if explicit else _national(body, region)
+    readings: tuple[str, ...] = ()
+    intl_digits = natl_digits = ""
+    if intl is not None:
+        intl_digits = f"{intl[0]}{intl[1]}"
+        intl_digits = body if intl_digits == body else intl_digits  # one string, not two, in the cache
+        if _is_valid(*intl):
+            readings = (intl_digits,)
+    if natl is not None:
+        natl_digits = f"{natl[0]}{natl[1]}"
+        if natl != intl and natl_digits not in readings and _is_valid(*natl):
+            readings = (*readings, natl_digits)
+    return _Phone(
+        "", explicit, intl_digits, intl[0] if intl else 0, natl_digits, natl[0] if natl else 0, readings
+    )
 
 
 def _analysed(raw: str, region: str) -> _Phone:
     region = _supported_region(region)
     if len(raw) > _MAX_PHONE_CHARS:  # refused before the cache, which must not hold huge keys
-        return _Phone(f"too long ({len(raw)} characters)", False, "", None, None)
+        return _malformed(f"too long ({len(raw)} characters)")
     return _analyse(raw, region)
 
 
@@ -356,24 +372,27 @@ _WHY = {
 }
 
 
-def _why(reading: _Reading | None, parts_hint: str, *, national: bool) -> str:
+def _why(digits: str, cc: int, parts_hint: str, *, national: bool) -> str:
     """Human reason one reading is not a valid number (error path only)."""
-    if reading is None:
+    if not digits:
         return parts_hint
-    why = phonenumbers.is_possible_number_with_reason(_number(reading.cc, reading.nsn))
+    why = phonenumbers.is_possible_number_with_reason(_number(cc, digits[len(str(cc)) :]))
     if why == ValidationResult.IS_POSSIBLE_LOCAL_ONLY and not national:
         return "too short"
     return _WHY.get(why, "not a valid number")
 
 
-def _reason(phone: _Phone, region: str, wanted: PhoneFormat | None = None) -> str:
+def _reason(phone: _Phone, raw: str, region: str, wanted: PhoneFormat | None = None) -> str:
     """Why no (wanted) reading of the value is a valid number."""
     if phone.error:
         return phone.error
-    intl = f"as international +{phone.body}: {_why(phone.international, 'unknown country code or wrong length', national=False)}"
+    body = _split(raw)[2]
+    why = _why(phone.intl, phone.intl_cc, "unknown country code or wrong length", national=False)
+    intl = f"as international +{body}: {why}"
     if phone.explicit or wanted == "international":
         return f"not a valid phone number {intl}"
-    natl = f"as a national number in {region}: {_why(phone.national, 'wrong length', national=True)}"
+    why = _why(phone.natl, phone.natl_cc, "wrong length", national=True)
+    natl = f"as a national number in {region}: {why}"
     if wanted == "national":
         return f"not a valid phone number {natl}"
     return f"not a valid phone number {intl}; {natl}"
@@ -382,9 +401,9 @@ def _reason(phone: _Phone, region: str, wanted: PhoneFormat | None = None) -> st
 def phone_readings(raw: str, *, region: str = "US") -> tuple[str, ...]:
     """Every valid reading (one, or two when ambiguous); LeadStopped stops all of them, checks answer all."""
     phone = _analysed(raw, region)
-    readings = phone.valid()
+    readings = phone.readings
     if not readings:
-        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper()))
+        raise InvalidIdentifier("invalid_phone", _reason(phone, raw, region.upper()))
     return readings
 
 
@@ -394,16 +413,16 @@ def normalize_phone(raw: str, *, region: str = "US", phone_format: PhoneFormat |
     # are written), so a value valid only in the other reading is invalid; + / 00 is international.
     phone = _analysed(raw, region)
     if phone_format is None or phone.explicit or phone.error:
-        readings = phone.valid()
+        readings = phone.readings
         if len(readings) == 2:
             raise AmbiguousPhone(readings, region.upper())
         if readings:
             return readings[0]
-        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper()))
-    chosen = phone.international if phone_format == "international" else phone.national
-    if chosen is None or not chosen.valid:
-        raise InvalidIdentifier("invalid_phone", _reason(phone, region.upper(), phone_format))
-    return chosen.digits
+        raise InvalidIdentifier("invalid_phone", _reason(phone, raw, region.upper()))
+    chosen = phone.intl if phone_format == "international" else phone.natl
+    if not chosen or chosen not in phone.readings:
+        raise InvalidIdentifier("invalid_phone", _reason(phone, raw, region.upper(), phone_format))
+    return chosen
 
 
 _NANP_FAST_REGIONS = frozenset({"US", "CA"})
@@ -432,7 +451,7 @@ def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
         if parts is not None and f"{parts[0]}{parts[1]}" not in out:
             out.append(f"{parts[0]}{parts[1]}")
     if not out:
-        raise InvalidIdentifier("invalid_phone", _reason(_analysed(raw, upper), upper))
+        raise InvalidIdentifier("invalid_phone", _reason(_analysed(raw, upper), raw, upper))
     return tuple(out)
 
 
