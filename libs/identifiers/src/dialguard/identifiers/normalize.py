@@ -99,10 +99,6 @@ def _number(cc: int, nsn: str) -> phonenumbers.PhoneNumber:
     )
 
 
-def _is_valid_slow(cc: int, nsn: str) -> bool:
-    return bool(phonenumbers.is_valid_number(_number(cc, nsn)))
-
-
 # --- phones: precompiled metadata for the fast path ---------------------------------------------
 
 
