@@ -1,0 +1,593 @@
+"""SQL of the lead-action service, and only SQL; every statement is scoped by account_id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from dialguard.lead_action.domain import DNC, Criteria
+
+LEAD_COLUMNS = """id, list_id, campaign_id, external_id, contact_id, phone, first_name, last_name, fields,
+    timezone, status, pass_count, manual_pass_count, next_dial_at, agent_disposition, system_disposition,
+    suppressed, suppression_causes, physical_state, callback_at, reserved_agent_id, created_at, updated_at"""
+
+# Whether a phone is on the local projection of voice-applicable suppression entries.
+PROJECTED_DNC = """EXISTS (SELECT 1 FROM suppression_projection s
+    WHERE s.account_id = {account} AND s.id_type = 'phone' AND s.value = {phone}
+      AND (s.channel IS NULL OR s.channel = 'voice'))"""
+
+
+async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+    return rows
+
+
+# --- hierarchy --------------------------------------------------------------------------------------
+
+
+async def create_dial_group(conn: asyncpg.Connection, *, account_id: str, name: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO dial_groups (account_id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+        account_id,
+        name,
+    )
+
+
+async def list_dial_groups(
+    conn: asyncpg.Connection, *, account_id: str, after: int, limit: int
+) -> list[asyncpg.Record]:
+    return await _fetch(
+        conn,
+        """SELECT id, name, created_at FROM dial_groups WHERE account_id = $1 AND id > $2
+           ORDER BY id LIMIT $3""",
+        account_id,
+        after,
+        limit,
+    )
+
+
+async def get_dial_group(
+    conn: asyncpg.Connection, *, account_id: str, dial_group_id: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, created_at FROM dial_groups WHERE account_id = $1 AND id = $2",
+        account_id,
+        dial_group_id,
+    )
+
+
+async def create_campaign(
+    conn: asyncpg.Connection, *, account_id: str, dial_group_id: int, name: str
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO campaigns (account_id, dial_group_id, name) VALUES ($1, $2, $3)
+           RETURNING id, name, dial_group_id, created_at""",
+        account_id,
+        dial_group_id,
+        name,
+    )
+
+
+async def list_campaigns(
+    conn: asyncpg.Connection, *, account_id: str, dial_group_id: int, after: int, limit: int
+) -> list[asyncpg.Record]:
+    return await _fetch(
+        conn,
+        """SELECT id, name, dial_group_id, created_at FROM campaigns
+           WHERE account_id = $1 AND dial_group_id = $2 AND id > $3 ORDER BY id LIMIT $4""",
+        account_id,
+        dial_group_id,
+        after,
+        limit,
+    )
+
+
+async def get_campaign(
+    conn: asyncpg.Connection, *, account_id: str, campaign_id: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, dial_group_id, created_at FROM campaigns WHERE account_id = $1 AND id = $2",
+        account_id,
+        campaign_id,
+    )
+
+
+async def create_list(
+    conn: asyncpg.Connection, *, account_id: str, campaign_id: int, name: str
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO lead_lists (account_id, campaign_id, name) VALUES ($1, $2, $3)
+           RETURNING id, name, campaign_id, created_at""",
+        account_id,
+        campaign_id,
+        name,
+    )
+
+
+async def list_lists(
+    conn: asyncpg.Connection, *, account_id: str, campaign_id: int, after: int, limit: int
+) -> list[asyncpg.Record]:
+    return await _fetch(
+        conn,
+        """SELECT l.id, l.name, l.campaign_id, l.created_at,
+                  (SELECT count(*) FROM leads WHERE account_id = $1 AND list_id = l.id) AS lead_count
+           FROM lead_lists l WHERE l.account_id = $1 AND l.campaign_id = $2 AND l.id > $3
+           ORDER BY l.id LIMIT $4""",
+        account_id,
+        campaign_id,
+        after,
+        limit,
+    )
+
+
+async def get_list(conn: asyncpg.Connection, *, account_id: str, list_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, campaign_id, created_at FROM lead_lists WHERE account_id = $1 AND id = $2",
+        account_id,
+        list_id,
+    )
+
+
+async def existing_lists(
+    conn: asyncpg.Connection, *, account_id: str, pairs: Sequence[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """Which (campaign_id, list_id) pairs exist in the account."""
+    rows = await conn.fetch(
+        """SELECT l.campaign_id, l.id FROM lead_lists l
+           JOIN unnest($2::bigint[], $3::bigint[]) AS p(campaign_id, list_id)
+             ON p.list_id = l.id AND p.campaign_id = l.campaign_id
+           WHERE l.account_id = $1""",
+        account_id,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+    )
+    return {(r["campaign_id"], r["id"]) for r in rows}
+
+
+# --- leads ------------------------------------------------------------------------------------------
+
+
+async def lock_account_leads(
+    conn: asyncpg.Connection, *, account_ids: Sequence[str], exclusive: bool
+) -> None:
+    """Lead arrivals (shared) and suppression changes (exclusive) of one account serialize, so a lead and
+    a suppression entry committed at the same time can never miss each other."""
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    for account_id in sorted(set(account_ids)):
+        await conn.execute(f"SELECT {fn}(hashtextextended('lead-action:suppression:' || $1, 0))", account_id)
+
+
+async def insert_leads(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    campaign_id: int,
+    list_id: int,
+    rows: Sequence[dict[str, Any]],
+) -> list[int]:
+    """Insert set-based; a phone on the suppression projection arrives suppressed (cause dnc). Ids in order."""
+    if not rows:
+        return []
+    await lock_account_leads(conn, account_ids=[account_id], exclusive=False)
+    dnc = PROJECTED_DNC.format(account="$1", phone="x.phone")
+    records = await conn.fetch(
+        f"""INSERT INTO leads (account_id, campaign_id, list_id, external_id, contact_id, phone, first_name,
+                               last_name, fields, timezone, suppression_causes)
+            SELECT $1, $2, $3, x.external_id, x.contact_id, x.phone, x.first_name, x.last_name,
+                   x.fields::jsonb, x.timezone, CASE WHEN {dnc} THEN ARRAY['{DNC}'] ELSE '{{}}'::text[] END
+            FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                        $11::int[])
+                 AS x(external_id, contact_id, phone, first_name, last_name, fields, timezone, ord)
+            ORDER BY x.ord
+            ON CONFLICT (account_id, list_id, contact_id) WHERE contact_id IS NOT NULL DO NOTHING
+            RETURNING id""",
+        account_id,
+        campaign_id,
+        list_id,
+        [r.get("external_id") for r in rows],
+        [r.get("contact_id") for r in rows],
+        [r["phone"] for r in rows],
+        [r.get("first_name") for r in rows],
+        [r.get("last_name") for r in rows],
+        [orjson.dumps(r.get("fields") or {}).decode() for r in rows],
+        [r.get("timezone") for r in rows],
+        list(range(len(rows))),
+    )
+    return sorted(r["id"] for r in records)
+
+
+async def get_lead(conn: asyncpg.Connection, *, account_id: str, lead_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {LEAD_COLUMNS} FROM leads WHERE account_id = $1 AND id = $2", account_id, lead_id
+    )
+
+
+def criteria_where(account_id: str, criteria: Criteria, *, start: int = 1) -> tuple[str, list[Any]]:
+    """A parameterised WHERE over `leads` with only the criteria present (so each query plans on its indexes)."""
+    parts = [f"account_id = ${start}"]
+    args: list[Any] = [account_id]
+
+    def add(template: str, value: Any) -> None:
+        args.append(value)
+        parts.append(template.format(f"${start + len(args) - 1}"))
+
+    if criteria.campaign_ids is not None:
+        add("campaign_id = ANY({}::bigint[])", list(criteria.campaign_ids))
+    if criteria.list_ids is not None:
+        add("list_id = ANY({}::bigint[])", list(criteria.list_ids))
+    if criteria.lead_ids is not None:
+        add("id = ANY({}::bigint[])", list(criteria.lead_ids))
+    if criteria.phones is not None:
+        add("phone = ANY({}::text[])", list(criteria.phones))
+    if criteria.agent_dispositions is not None:
+        add("agent_disposition = ANY({}::text[])", list(criteria.agent_dispositions))
+    if criteria.system_dispositions is not None:
+        add("system_disposition = ANY({}::text[])", list(criteria.system_dispositions))
+    if criteria.lead_states is not None:
+        add("status = ANY({}::text[])", list(criteria.lead_states))
+    if criteria.physical_states is not None:
+        add("physical_state = ANY({}::text[])", list(criteria.physical_states))
+    if criteria.timezones is not None:
+        add("timezone = ANY({}::text[])", list(criteria.timezones))
+    return " AND ".join(parts), args
+
+
+async def search_leads(
+    conn: asyncpg.Connection, *, account_id: str, criteria: Criteria, after: int, limit: int
+) -> list[asyncpg.Record]:
+    where, args = criteria_where(account_id, criteria)
+    n = len(args)
+    return await _fetch(
+        conn,
+        f"SELECT {LEAD_COLUMNS} FROM leads WHERE {where} AND id > ${n + 1} ORDER BY id LIMIT ${n + 2}",
+        *args,
+        after,
+        limit,
+    )
+
+
+async def matching_rows(
+    conn: asyncpg.Connection, *, account_id: str, criteria: Criteria, after: int, limit: int
+) -> list[asyncpg.Record]:
+    """One page of matching leads in id order (exports stream through these)."""
+    return await search_leads(conn, account_id=account_id, criteria=criteria, after=after, limit=limit)
+
+
+async def update_matching(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    criteria: Criteria,
+    assignments: str,
+    params: Sequence[Any] = (),
+) -> dict[int, int]:
+    """One UPDATE over the match; returns affected leads per campaign. `assignments` uses $1..$k for params."""
+    k = len(params)
+    where, args = criteria_where(account_id, criteria, start=k + 1)
+    rows = await conn.fetch(
+        f"""WITH changed AS (UPDATE leads SET {assignments}, updated_at = now() WHERE {where}
+                             RETURNING campaign_id)
+            SELECT campaign_id, count(*) AS n FROM changed GROUP BY campaign_id""",
+        *params,
+        *args,
+    )
+    return {r["campaign_id"]: int(r["n"]) for r in rows}
+
+
+async def count_matching(conn: asyncpg.Connection, *, account_id: str, criteria: Criteria) -> dict[int, int]:
+    where, args = criteria_where(account_id, criteria)
+    rows = await conn.fetch(
+        f"SELECT campaign_id, count(*) AS n FROM leads WHERE {where} GROUP BY campaign_id", *args
+    )
+    return {r["campaign_id"]: int(r["n"]) for r in rows}
+
+
+async def delete_matching(conn: asyncpg.Connection, *, account_id: str, criteria: Criteria) -> dict[int, int]:
+    where, args = criteria_where(account_id, criteria)
+    rows = await conn.fetch(
+        f"""WITH gone AS (DELETE FROM leads WHERE {where} RETURNING campaign_id)
+            SELECT campaign_id, count(*) AS n FROM gone GROUP BY campaign_id""",
+        *args,
+    )
+    return {r["campaign_id"]: int(r["n"]) for r in rows}
+
+
+async def manual_pass(
+    conn: asyncpg.Connection, *, account_id: str, criteria: Criteria, disposition: str, dnc: bool
+) -> list[asyncpg.Record]:
+    """+1 manual pass and the agent disposition; a DNC disposition also adds the dnc cause. Returns id, campaign, phone."""
+    where, args = criteria_where(account_id, criteria, start=3)
+    return await _fetch(
+        conn,
+        f"""UPDATE leads SET manual_pass_count = manual_pass_count + 1, pass_count = pass_count + 1,
+                   agent_disposition = $1,
+                   suppression_causes = CASE WHEN $2 AND NOT ('{DNC}' = ANY(suppression_causes))
+                                             THEN suppression_causes || '{DNC}'::text
+                                             ELSE suppression_causes END,
+                   updated_at = now()
+            WHERE {where} RETURNING id, campaign_id, phone""",
+        disposition,
+        dnc,
+        *args,
+    )
+
+
+# --- move / copy -------------------------------------------------------------------------------------
+
+
+async def move_leads(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    criteria: Criteria,
+    to_campaign: int,
+    to_list: int,
+    ignore_duplicates: bool,
+) -> list[asyncpg.Record]:
+    """Re-home the match (ids kept); IGNORE leaves leads whose phone is already in the target list."""
+    where, args = criteria_where(account_id, criteria, start=4)
+    return await _fetch(
+        conn,
+        f"""WITH m AS (
+                SELECT id, campaign_id AS from_campaign FROM leads
+                WHERE {where} AND campaign_id <> $1
+                  AND NOT ($3 AND phone IN (SELECT phone FROM leads t WHERE t.account_id = $4 AND t.list_id = $2))
+                FOR UPDATE)
+            UPDATE leads l SET campaign_id = $1, list_id = $2, updated_at = now()
+            FROM m WHERE l.id = m.id
+            RETURNING l.id, m.from_campaign""",
+        to_campaign,
+        to_list,
+        ignore_duplicates,
+        *args,
+    )
+
+
+async def copy_leads(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    criteria: Criteria,
+    to_campaign: int,
+    to_list: int,
+    ignore_duplicates: bool,
+    transition_source: bool,
+) -> list[asyncpg.Record]:
+    """Copy the match into the target as fresh READY leads; TRANSITION marks the sources. Returns new id + source."""
+    await lock_account_leads(conn, account_ids=[account_id], exclusive=False)
+    where, args = criteria_where(account_id, criteria, start=5)
+    dnc = PROJECTED_DNC.format(account="$5", phone="m.phone")
+    return await _fetch(
+        conn,
+        f"""WITH m AS (
+                SELECT id, campaign_id, external_id, phone, first_name, last_name, fields, timezone,
+                       suppression_causes FROM leads
+                WHERE {where} AND campaign_id <> $1
+                  AND NOT ($3 AND phone IN (SELECT phone FROM leads t WHERE t.account_id = $5 AND t.list_id = $2))
+                ORDER BY id),
+            marked AS (
+                UPDATE leads s SET status = 'TRANSITION', updated_at = now()
+                FROM m WHERE $4 AND s.id = m.id RETURNING s.id),
+            copied AS (
+                INSERT INTO leads (account_id, campaign_id, list_id, external_id, phone, first_name, last_name,
+                                   fields, timezone, suppression_causes)
+                SELECT $5, $1, $2, m.external_id, m.phone, m.first_name, m.last_name, m.fields, m.timezone,
+                       CASE WHEN {dnc} AND NOT ('{DNC}' = ANY(array_remove(m.suppression_causes, '{DNC}')))
+                            THEN array_append(array_remove(m.suppression_causes, '{DNC}'), '{DNC}')
+                            ELSE array_remove(m.suppression_causes, '{DNC}') END
+                FROM m ORDER BY m.id
+                RETURNING id)
+            SELECT c.id, m.campaign_id AS from_campaign, m.id AS source_id
+            FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM copied) c
+            JOIN (SELECT id, campaign_id, row_number() OVER (ORDER BY id) AS n FROM m) m USING (n)
+            ORDER BY c.id""",
+        to_campaign,
+        to_list,
+        ignore_duplicates,
+        transition_source,
+        *args,
+    )
+
+
+# --- suppression projection --------------------------------------------------------------------------
+
+
+async def project_entries(
+    conn: asyncpg.Connection,
+    *,
+    added: Sequence[tuple[str, str, str, str, str | None]],
+    removed: Sequence[tuple[str, str]],
+) -> None:
+    """Apply entry adds (account, entry_id, type, value, channel) and removals (account, entry_id) set-based."""
+    if removed:
+        await conn.execute(
+            """DELETE FROM suppression_projection p USING unnest($1::text[], $2::text[]) AS r(account_id, entry_id)
+               WHERE p.account_id = r.account_id AND p.entry_id = r.entry_id""",
+            [r[0] for r in removed],
+            [r[1] for r in removed],
+        )
+    if added:
+        await conn.execute(
+            """INSERT INTO suppression_projection (account_id, entry_id, id_type, value, channel)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+               ON CONFLICT (account_id, entry_id) DO NOTHING""",
+            [a[0] for a in added],
+            [a[1] for a in added],
+            [a[2] for a in added],
+            [a[3] for a in added],
+            [a[4] for a in added],
+        )
+
+
+async def apply_dnc(conn: asyncpg.Connection, *, keys: Sequence[tuple[str, str, bool]]) -> int:
+    """For each (account, phone, last `suppressed` flag): add cause dnc when the projection (or the event,
+    fail-safe) says suppressed; remove it only when neither does. Status is never touched."""
+    if not keys:
+        return 0
+    dnc = PROJECTED_DNC.format(account="k.account_id", phone="k.phone")
+    result = await conn.execute(
+        f"""WITH k AS (
+                SELECT account_id, phone, bool_or(flag) AS flag
+                FROM unnest($1::text[], $2::text[], $3::bool[]) AS x(account_id, phone, flag)
+                GROUP BY account_id, phone),
+            want AS (SELECT k.account_id, k.phone, (k.flag OR {dnc}) AS on_list FROM k)
+            UPDATE leads l SET
+                suppression_causes = CASE
+                    WHEN w.on_list THEN array_append(array_remove(l.suppression_causes, '{DNC}'), '{DNC}')
+                    ELSE array_remove(l.suppression_causes, '{DNC}') END,
+                updated_at = now()
+            FROM want w
+            WHERE l.account_id = w.account_id AND l.phone = w.phone
+              AND (w.on_list <> ('{DNC}' = ANY(l.suppression_causes)))""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    return int(result.split()[-1])
+
+
+# --- call results --------------------------------------------------------------------------------------
+
+
+async def record_call_results(conn: asyncpg.Connection, *, rows: Sequence[dict[str, Any]]) -> None:
+    """History first (kept after DELETE_LEADS), then one UPDATE applying each lead's results of the batch."""
+    await conn.execute(
+        """INSERT INTO call_results (account_id, event_id, lead_id, campaign_id, phone, attempted_at,
+                                     system_disposition, agent_disposition, reached, do_not_call)
+           SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[], $5::text[],
+                                $6::timestamptz[], $7::text[], $8::text[], $9::bool[], $10::bool[])
+           ON CONFLICT (event_id) DO NOTHING""",
+        [r["account_id"] for r in rows],
+        [r["event_id"] for r in rows],
+        [r["lead_id"] for r in rows],
+        [r["campaign_id"] for r in rows],
+        [r["phone"] for r in rows],
+        [r["attempted_at"] for r in rows],
+        [r["system_disposition"] for r in rows],
+        [r["agent_disposition"] for r in rows],
+        [r["reached"] for r in rows],
+        [r["do_not_call"] for r in rows],
+    )
+
+
+async def apply_call_outcomes(
+    conn: asyncpg.Connection, *, outcomes: Sequence[dict[str, Any]], retry_delay_seconds: float
+) -> list[asyncpg.Record]:
+    """Per lead: passes added, last dispositions, COMPLETE when reached else READY with a later next dial."""
+    if not outcomes:
+        return []
+    return await _fetch(
+        conn,
+        f"""UPDATE leads l SET
+                pass_count = l.pass_count + o.passes,
+                system_disposition = o.system_disposition,
+                agent_disposition = COALESCE(o.agent_disposition, l.agent_disposition),
+                status = CASE WHEN o.reached THEN 'COMPLETE' ELSE 'READY' END,
+                next_dial_at = CASE WHEN o.reached THEN l.next_dial_at
+                                    ELSE o.attempted_at + make_interval(secs => $9) END,
+                callback_at = CASE WHEN l.status = 'CALLBACK' THEN NULL ELSE l.callback_at END,
+                suppression_causes = CASE WHEN o.dnc AND NOT ('{DNC}' = ANY(l.suppression_causes))
+                                          THEN l.suppression_causes || '{DNC}'::text
+                                          ELSE l.suppression_causes END,
+                updated_at = now()
+            FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::bool[],
+                        $7::timestamptz[], $8::bool[])
+                 AS o(account_id, lead_id, passes, system_disposition, agent_disposition, reached,
+                      attempted_at, dnc)
+            WHERE l.account_id = o.account_id AND l.id = o.lead_id
+            RETURNING l.id, l.account_id, l.phone""",
+        [o["account_id"] for o in outcomes],
+        [o["lead_id"] for o in outcomes],
+        [o["passes"] for o in outcomes],
+        [o["system_disposition"] for o in outcomes],
+        [o["agent_disposition"] for o in outcomes],
+        [o["reached"] for o in outcomes],
+        [o["attempted_at"] for o in outcomes],
+        [o["dnc"] for o in outcomes],
+        retry_delay_seconds,
+    )
+
+
+# --- audit and exports -----------------------------------------------------------------------------------
+
+
+async def record_action(
+    conn: asyncpg.Connection,
+    *,
+    action_id: uuid.UUID,
+    account_id: str,
+    actor: str,
+    action: str,
+    criteria: dict[str, Any],
+    params: dict[str, Any],
+    affected: int,
+) -> None:
+    await conn.execute(
+        """INSERT INTO lead_actions (id, account_id, actor, action, criteria, params, affected)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        action_id,
+        account_id,
+        actor,
+        action,
+        criteria,
+        params,
+        affected,
+    )
+
+
+async def list_actions(
+    conn: asyncpg.Connection, *, account_id: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[asyncpg.Record]:
+    return await _fetch(
+        conn,
+        """SELECT id, actor, applied_at, action, criteria, params, affected FROM lead_actions
+           WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (applied_at, id) < ($2, $3::uuid))
+           ORDER BY applied_at DESC, id DESC LIMIT $4""",
+        account_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+
+
+async def store_export(
+    conn: asyncpg.Connection,
+    *,
+    export_id: uuid.UUID,
+    account_id: str,
+    action_id: uuid.UUID,
+    filename: str,
+    data: bytes,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO lead_exports (id, account_id, action_id, filename, data, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        export_id,
+        account_id,
+        action_id,
+        filename,
+        data,
+        expires_at,
+    )
+
+
+async def get_export(
+    conn: asyncpg.Connection, *, account_id: str, export_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT filename, data, expires_at FROM lead_exports
+           WHERE account_id = $1 AND id = $2 AND expires_at > now()""",
+        account_id,
+        export_id,
+    )
+
+
+async def purge_exports(conn: asyncpg.Connection) -> int:
+    result = await conn.execute("DELETE FROM lead_exports WHERE expires_at <= now() - interval '1 hour'")
+    return int(result.split()[-1])

@@ -1,0 +1,178 @@
+"""A harness around one real lead-action process: an account of its own, API shortcuts, topic I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from dialguard.events import Envelope
+from dialguard.testing.fixtures import StartService
+from dialguard.testing.helpers import auth
+
+PHONES = ["12672345678", "12672345679", "12672345680", "12672345681", "12672345682", "12672345683"]
+
+
+@dataclass
+class Harness:
+    """Talks to the service as one account's OUTBOUND_MANAGER; reads and writes the real topics."""
+
+    client: httpx.AsyncClient
+    kafka: str
+    account: str = field(default_factory=lambda: f"la-{uuid.uuid4().hex[:8]}")
+    producer: AIOKafkaProducer | None = None
+
+    @property
+    def base(self) -> str:
+        return f"/v1/admin/accounts/{self.account}"
+
+    def headers(self, roles: list[str] | None = None) -> dict[str, str]:
+        return auth(self.account, roles)
+
+    async def create(self, path: str, name: str) -> dict[str, Any]:
+        r = await self.client.post(f"{self.base}{path}", json={"name": name}, headers=self.headers())
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def campaign(self, name: str = "c") -> tuple[str, str, str]:
+        """(dial group id, campaign id, list id) of a fresh campaign with one list."""
+        dg = await self.create("/dialGroups", f"dg-{name}")
+        camp = await self.create(f"/dialGroups/{dg['id']}/campaigns", name)
+        lst = await self.create(f"/dialGroups/{dg['id']}/campaigns/{camp['id']}/lists", f"{name}-list")
+        return dg["id"], camp["id"], lst["id"]
+
+    async def add_leads(self, list_id: str, phones: list[str], **extra: Any) -> list[str]:
+        leads = [{"phone": p, "external_id": f"ext-{i}", **extra} for i, p in enumerate(phones)]
+        r = await self.client.post(
+            f"{self.base}/lists/{list_id}/leads", json={"leads": leads}, headers=self.headers()
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["rejected"] == 0, r.text
+        return list(r.json()["lead_ids"])
+
+    async def act(
+        self, action: str, criteria: dict[str, Any], params: dict[str, Any] | None = None, status: int = 200
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"campaignLeadSearchCriteria": criteria}
+        if params is not None:
+            body["leadActionParams"] = {"paramMap": params}
+        r = await self.client.put(
+            f"{self.base}/campaignLeads/actions",
+            params={"leadAction": action},
+            json=body,
+            headers=self.headers(),
+        )
+        assert r.status_code == status, r.text
+        return dict(r.json())
+
+    async def search(self, criteria: dict[str, Any], **params: Any) -> dict[str, Any]:
+        r = await self.client.post(
+            f"{self.base}/campaignLeads/search",
+            params=params,
+            json={"campaignLeadSearchCriteria": criteria},
+            headers=self.headers(["VIEWER"]),
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def lead(self, lead_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"{self.base}/leads/{lead_id}", headers=self.headers(["VIEWER"]))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def leads(self, list_id: str) -> list[dict[str, Any]]:
+        r = await self.client.get(f"{self.base}/lists/{list_id}/leads?limit=1000", headers=self.headers())
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    async def publish(self, topic: str, event_type: str, payload: dict[str, Any], key: str) -> Envelope:
+        env = Envelope(event_type=event_type, account_id=self.account, producer="test", payload=payload)
+        await self.send(topic, env, key)
+        return env
+
+    async def send(self, topic: str, env: Envelope, key: str) -> None:
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(bootstrap_servers=self.kafka)
+            await self.producer.start()
+        await self.producer.send_and_wait(topic, env.to_bytes(), key=key.encode())
+
+    async def events(
+        self,
+        topic: str,
+        want: int,
+        *,
+        event_type: str | None = None,
+        timeout: float = 30.0,
+        settle: float = 0.0,
+    ) -> list[dict[str, Any]]:
+        """This account's events on a topic from the beginning; waits for `want`, then `settle` s for extras."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.kafka,
+            group_id=f"t-{uuid.uuid4().hex}",
+            auto_offset_reset="earliest",
+            session_timeout_ms=3000,
+            heartbeat_interval_ms=300,
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        found: list[dict[str, Any]] = []
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            settle_until: float | None = None
+            while loop.time() < deadline:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        env = orjson.loads(r.value)
+                        if env["account_id"] == self.account and (
+                            event_type is None or env["event_type"] == event_type
+                        ):
+                            env["_key"] = r.key.decode() if r.key else None
+                            found.append(env)
+                if len(found) >= want:
+                    if settle_until is None:
+                        settle_until = loop.time() + settle
+                    if loop.time() >= settle_until:
+                        break
+        finally:
+            await consumer.stop()
+        return found
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        await self.client.aclose()
+
+
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make_harness(infra: Any, start_service: StartService) -> AsyncIterator[MakeHarness]:
+    """Start lead-action with extra env and wrap it; everything is closed after the test."""
+    made: list[Harness] = []
+
+    async def make(**env: Any) -> Harness:
+        proc = await start_service("lead-action", **env)
+        h = Harness(
+            client=httpx.AsyncClient(base_url=proc.base_url, timeout=30.0), kafka=infra.kafka_bootstrap
+        )
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        await h.close()
+
+
+@pytest.fixture
+async def harness(make_harness: MakeHarness) -> Harness:
+    return await make_harness()
