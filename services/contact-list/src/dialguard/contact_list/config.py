@@ -7,3 +7,4 @@ class Settings(ServiceSettings):
     """Environment settings; defaults suit `make run`."""
 
     HTTP_PORT: int = 8002
+    AUTO_ADD_POLL_SECONDS: float = 30.0

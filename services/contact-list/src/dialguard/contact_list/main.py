@@ -1,13 +1,19 @@
-"""Composition root of the contact-list service: wires runtime, consumers and routes."""
+"""Composition root of the contact-list service: wires runtime, consumers, the auto-add scheduler and routes."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from dialguard.contact_list.api import router
+from dialguard.contact_list.api_files import router as files_router
 from dialguard.contact_list.config import Settings
+from dialguard.contact_list.filters import auto_add_loop
+from dialguard.contact_list.subscribers import lifecycle_handler, suppression_handler
+from dialguard.events.topics import CALL_RESULTS, LEADS_ACTIONS, LEADS_MOVED, SUPPRESSION_CHANGES
 from dialguard.platform.app import create_service_app
 from dialguard.platform.ping import enable_pings
 from dialguard.platform.runtime import ServiceRuntime
@@ -21,5 +27,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Contact lists with communication units, validated imports and status counts."""
     settings = settings or Settings()
     runtime = ServiceRuntime(service=SERVICE, schema=SCHEMA, settings=settings, migrations_dir=MIGRATIONS)
-    routers = [enable_pings(runtime)]
-    return create_service_app(runtime, title="dialguard contact-list", routers=routers)
+    region = settings.DEFAULT_PHONE_REGION
+    runtime.consume(
+        "suppression-changes",
+        [SUPPRESSION_CHANGES],
+        suppression_handler(region=region),
+        event_types=["SuppressionChanged"],
+    )
+    runtime.consume(
+        "lead-lifecycle",
+        [LEADS_MOVED, LEADS_ACTIONS, CALL_RESULTS],
+        lifecycle_handler(region=region),
+        event_types=["LeadsMoved", "LeadActionApplied", "CallResult"],
+    )
+
+    async def on_start(rt: ServiceRuntime) -> None:
+        rt.background(auto_add_loop(rt, settings.AUTO_ADD_POLL_SECONDS))
+        async with rt.pool.acquire() as conn:  # a validation or commit died with the previous process
+            await conn.execute(
+                """UPDATE imports SET status = 'failed', error = 'interrupted by a service restart; upload again',
+                   finished_at = now() WHERE status IN ('analyzing', 'running') AND worker = $1""",
+                socket.gethostname(),
+            )
+
+    return create_service_app(
+        runtime,
+        title="dialguard contact-list",
+        routers=[enable_pings(runtime), router, files_router],
+        on_start=on_start,
+    )

@@ -1,0 +1,305 @@
+"""HTTP routes for files: import (validate → commit / cancel, error report), export, filter preview."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+
+from dialguard.contact_list import repository as repo
+from dialguard.contact_list.api import Manager, Reader, contact_out, list_or_404, runtime
+from dialguard.contact_list.domain import HeaderError, ListSpec, plan_columns, same_columns
+from dialguard.contact_list.filters import ContactFilter, preview
+from dialguard.contact_list.importing import (
+    OPEN_STATES,
+    ValidationJob,
+    cancel_import,
+    commit_import,
+    import_out,
+    run_validation,
+)
+from dialguard.files.errors import FileError
+from dialguard.files.export import XlsxExport, csv_stream
+from dialguard.files.sniff import detect_kind
+from dialguard.files.tabular import Table, open_table
+from dialguard.files.upload import Upload, receive_upload
+from dialguard.platform.auth import Principal
+from dialguard.platform.errors import ApiError, not_found
+from dialguard.platform.runtime import ServiceRuntime
+
+MAX_UPLOAD = 20 * 1024 * 1024
+ALLOWED_KINDS = ("csv", "xls", "xlsx")
+EXPORT_FORMATS = ("xlsx", "csv")
+router = APIRouter(prefix="/v1", tags=["contact list files"])
+_running: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+def _file_error(exc: FileError) -> ApiError:
+    return ApiError(
+        exc.http_status, exc.code, exc.message, exc.details or [{"field": "file", "reason": exc.message}]
+    )
+
+
+def _header_error(exc: HeaderError) -> ApiError:
+    return ApiError(422, exc.code, exc.message, exc.details)
+
+
+def _invalid(field: str, reason: str, code: str = "validation_error") -> ApiError:
+    return ApiError(422, code, f"{field}: {reason}", [{"field": field, "reason": reason}])
+
+
+def _open(path: str, filename: str) -> Table:
+    """Sniff (csv / xls / xlsx only) and open with a required header row."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    kind = detect_kind(filename, head, ALLOWED_KINDS)
+    return open_table(path, kind, has_header=True)
+
+
+def _options(request: Request, upload: Upload) -> tuple[str, Any]:
+    if (upload.field("consent_confirmed") or "").strip().lower() != "true":
+        raise _invalid(
+            "consent_confirmed",
+            "confirm that the clients agreed to give you their numbers or ids (consent_confirmed=true)",
+            "consent_required",
+        )
+    region = upload.field("region") or request.app.state.runtime.settings.DEFAULT_PHONE_REGION
+    if len(region) != 2 or not region.isupper():
+        raise _invalid("region", "ISO 3166 alpha-2")
+    phone_format = upload.field("phone_format") or None
+    if phone_format not in (None, "international", "national"):
+        raise _invalid("phone_format", "international or national")
+    return region, phone_format
+
+
+@router.post("/contact-lists/{list_id}/imports", status_code=202)
+async def start_import(list_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, str]:
+    rt = runtime(request)
+    list_row = await list_or_404(rt, principal, list_id)
+    try:
+        upload = await receive_upload(request, max_bytes=MAX_UPLOAD)
+    except FileError as exc:
+        raise _file_error(exc) from exc
+    try:
+        region, phone_format = _options(request, upload)
+        try:
+            table = await asyncio.to_thread(_open, upload.path, upload.filename)
+        except FileError as exc:
+            raise _file_error(exc) from exc
+        header = [h.strip() for h in table.header or []]
+        spec = ListSpec(
+            list_row["kind"], list_row["channel"], list_row["unique_id_column"], list_row["name_column"]
+        )
+        try:
+            plan = plan_columns(header, spec)
+        except HeaderError as exc:
+            raise _header_error(exc) from exc
+        if list_row["columns"] is not None and not same_columns(list_row["columns"], header):
+            raise ApiError(
+                422,
+                "columns_mismatch",
+                "this file's columns differ from the list's first file; upload a file with the same columns",
+                [{"field": "file", "expected": list(list_row["columns"]), "got": header}],
+            )
+    except BaseException:
+        upload.close()
+        raise
+    import_id = uuid.uuid4()
+    async with rt.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO imports (id, account_id, list_id, status, filename, columns, created_by, worker)
+               VALUES ($1, $2, $3, 'analyzing', $4, $5, $6, $7)""",
+            import_id,
+            principal.account_id,
+            list_id,
+            upload.filename,
+            header,
+            principal.sub,
+            socket.gethostname(),
+        )
+    job = ValidationJob(
+        import_id, principal.account_id, list_id, table, upload.detach(), plan, region, phone_format
+    )
+    _spawn(run_validation(rt, job))
+    return {"import_id": str(import_id)}
+
+
+async def _import_row(rt: ServiceRuntime, principal: Principal, import_id: uuid.UUID) -> Any:
+    async with rt.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM imports WHERE id = $1 AND account_id = $2", import_id, principal.account_id
+        )
+    if row is None:
+        raise not_found("import")
+    return row
+
+
+@router.get("/imports/{import_id}")
+async def get_import(import_id: uuid.UUID, request: Request, principal: Reader) -> dict[str, Any]:
+    return import_out(await _import_row(runtime(request), principal, import_id))
+
+
+@router.get("/imports/{import_id}/errors")
+async def import_errors(import_id: uuid.UUID, request: Request, principal: Reader) -> StreamingResponse:
+    rt = runtime(request)
+    await _import_row(rt, principal, import_id)
+
+    async def rows() -> AsyncIterator[list[Any]]:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            cursor = await conn.cursor(
+                "SELECT row_number, value, code, reason FROM import_errors WHERE import_id = $1 ORDER BY row_number",
+                import_id,
+            )
+            while batch := await cursor.fetch(5000):
+                for r in batch:
+                    yield [r["row_number"], r["value"], r["code"], r["reason"]]
+
+    return StreamingResponse(
+        csv_stream(["row", "value", "code", "reason"], rows()),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="import-{import_id}-errors.csv"'},
+    )
+
+
+@router.post("/imports/{import_id}/commit", status_code=202)
+async def commit(import_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, Any]:
+    rt = runtime(request)
+    async with rt.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """UPDATE imports SET status = 'running' WHERE id = $1 AND account_id = $2 AND status = 'validated'
+               RETURNING *""",
+            import_id,
+            principal.account_id,
+        )
+    if row is None:
+        current = await _import_row(rt, principal, import_id)
+        raise ApiError(
+            409,
+            "import_not_validated",
+            f"only a validated import can be committed; this one is {current['status']}",
+            [{"status": current["status"]}],
+        )
+    _spawn(commit_import(rt, import_id=import_id, account_id=principal.account_id, actor=principal.sub))
+    return {"import_id": str(import_id), "status": "running"}
+
+
+@router.post("/imports/{import_id}/cancel")
+async def cancel(import_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, Any]:
+    rt = runtime(request)
+    imp = await _import_row(rt, principal, import_id)
+    async with rt.pool.acquire() as conn, conn.transaction():
+        row = await cancel_import(rt, conn, imp=imp)
+    if row is None:
+        raise ApiError(
+            409,
+            "import_not_cancellable",
+            f"only an import that is {' or '.join(OPEN_STATES)} can be cancelled; this one is {imp['status']}",
+            [{"status": imp["status"]}],
+        )
+    return import_out(row)
+
+
+def _export_row(contact: Any, units: list[Any], field_names: list[str]) -> list[Any]:
+    fields = contact["fields"] or {}
+    return [
+        str(contact["id"]),
+        contact["external_id"],
+        contact["name"] or "",
+        contact["status"],
+        contact["timezone"] or "",
+        "; ".join(
+            f"{u['type']}:{u['value']} ({u['channel'] or 'any'}, priority {u['priority']}"
+            f"{'' if u['callable'] else ', not callable'})"
+            for u in units
+        ),
+        *[fields.get(name, "") for name in field_names],
+    ]
+
+
+@router.get("/contact-lists/{list_id}/export", response_model=None)
+async def export(
+    list_id: uuid.UUID, request: Request, principal: Reader, format: str = "xlsx", status: str | None = None
+) -> StreamingResponse | FileResponse:
+    if format not in EXPORT_FORMATS:
+        raise ApiError(400, "unknown_format", f"unknown export format {format!r}", list(EXPORT_FORMATS))
+    rt = runtime(request)
+    list_row = await list_or_404(rt, principal, list_id)
+    async with rt.pool.acquire() as conn:
+        names = await conn.fetch(
+            "SELECT DISTINCT jsonb_object_keys(fields) AS k FROM contacts WHERE list_id = $1 ORDER BY 1",
+            list_id,
+        )
+    field_names = [r["k"] for r in names]
+    header = ["contact_id", "external_id", "name", "status", "timezone", "units", *field_names]
+
+    async def pages() -> AsyncIterator[list[list[Any]]]:
+        async with rt.pool.acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(
+                "SELECT * FROM contacts WHERE list_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY seq",
+                list_id,
+                status,
+            )
+            while batch := await cursor.fetch(2000):
+                units = await repo.units_of(conn, [r["id"] for r in batch])
+                yield [_export_row(r, units.get(r["id"], []), field_names) for r in batch]
+
+    filename = f"contact-list-{list_row['id']}"
+    if format == "csv":
+
+        async def rows() -> AsyncIterator[list[Any]]:
+            async for page in pages():
+                for row in page:
+                    yield row
+
+        return StreamingResponse(
+            csv_stream(header, rows()),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    fd, path = tempfile.mkstemp(prefix="dialguard-export-", suffix=".xlsx")
+    os.close(fd)
+    try:
+        book = XlsxExport(path, header, sheet_title="Contacts")
+        async for page in pages():
+            await asyncio.to_thread(book.extend, page)
+        await asyncio.to_thread(book.close)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename=f"{filename}.xlsx",
+        background=BackgroundTask(os.unlink, path),
+    )
+
+
+class PreviewIn(BaseModel):
+    filter: ContactFilter
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+@router.post("/contact-lists:preview-filter")
+async def preview_filter(body: PreviewIn, request: Request, principal: Reader) -> dict[str, Any]:
+    rt = runtime(request)
+    async with rt.pool.acquire() as conn:
+        total, rows = await preview(conn, account_id=principal.account_id, flt=body.filter, limit=body.limit)
+        units = await repo.units_of(conn, [r["id"] for r in rows])
+    return {"total": total, "sample": [contact_out(r, units.get(r["id"], [])) for r in rows]}

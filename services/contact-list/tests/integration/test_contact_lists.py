@@ -1,0 +1,254 @@
+"""Contact lists, imports, contacts and exports through HTTP on the real stack."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from typing import Any
+
+import httpx
+import openpyxl
+
+from dialguard.testing.fixtures import StartService
+from dialguard.testing.helpers import auth, wait_for
+
+FILE = (
+    "phone,first_name,last_name,city,email,timezone\n"
+    "12672345678,Ann,Lee,Boston,ann@example.com,America/New_York\n"
+    "12672345679,Bob,Ray,=cmd|' /C calc'!A0,,\n"
+    "12345,Bad,Phone,Nowhere,,\n"
+    "12672345678,Ann,Lee,Boston,ann@example.com,America/New_York\n"
+    "12672345678,Ann,Lee,Chicago,ann@example.com,America/New_York\n"
+)
+
+
+async def create_list(c: httpx.AsyncClient, account: str = "acme", **extra: Any) -> dict[str, Any]:
+    body = {
+        "name": f"list-{uuid.uuid4().hex[:6]}",
+        "kind": "telephony",
+        "close_when_all_reached": False,
+        **extra,
+    }
+    r = await c.post("/v1/contact-lists", json=body, headers=auth(account))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def upload(
+    c: httpx.AsyncClient,
+    list_id: str,
+    content: bytes | str,
+    name: str = "contacts.csv",
+    account: str = "acme",
+    **form: str,
+) -> httpx.Response:
+    data = {"consent_confirmed": "true", **form}
+    raw = content.encode() if isinstance(content, str) else content
+    return await c.post(
+        f"/v1/contact-lists/{list_id}/imports",
+        files={"file": (name, raw, "text/csv")},
+        data=data,
+        headers=auth(account),
+    )
+
+
+async def wait_status(
+    c: httpx.AsyncClient, import_id: str, status: str, account: str = "acme"
+) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        body = (await c.get(f"/v1/imports/{import_id}", headers=auth(account))).json()
+        assert body["status"] != "failed", body
+        return dict(body) if body["status"] == status else None
+
+    result: dict[str, Any] = await wait_for(reached)
+    return result
+
+
+async def import_file(
+    c: httpx.AsyncClient, list_id: str, content: str, account: str = "acme", **form: str
+) -> dict[str, Any]:
+    r = await upload(c, list_id, content, account=account, **form)
+    assert r.status_code == 202, r.text
+    import_id = r.json()["import_id"]
+    await wait_status(c, import_id, "validated", account)
+    assert (await c.post(f"/v1/imports/{import_id}/commit", headers=auth(account))).status_code == 202
+    return await wait_status(c, import_id, "completed", account)
+
+
+async def test_validate_report_commit_and_contacts(start_service: StartService) -> None:
+    svc = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        cl = await create_list(c, name_column="first_name")
+        assert cl["counts"] == dict.fromkeys(
+            ("total", "callable", "planning", "open", "attempted", "flagged", "closed"), 0
+        )
+        assert (cl["campaign"], cl["kind"], cl["channel"]) == (None, "telephony", "voice")
+        r = await upload(c, cl["id"], FILE)
+        assert r.status_code == 202, r.text
+        imp = await wait_status(c, r.json()["import_id"], "validated")
+        assert (imp["valid"], imp["invalid"], imp["duplicates"], imp["total"]) == (3, 1, 1, 5)
+        assert imp["counts"]["imported"] == 0
+
+        report = (await c.get(f"/v1/imports/{imp['id']}/errors", headers=auth())).text
+        rows = list(csv.reader(io.StringIO(report)))
+        assert rows[0] == ["row", "value", "code", "reason"]
+        assert [(r[0], r[2]) for r in rows[1:]] == [("4", "invalid_phone"), ("5", "duplicate")]
+        assert "12345" in rows[1][1]
+
+        # Nothing is in the list before commit.
+        assert (await c.get(f"/v1/contact-lists/{cl['id']}", headers=auth())).json()["counts"]["total"] == 0
+        assert (await c.post(f"/v1/imports/{imp['id']}/commit", headers=auth())).status_code == 202
+        done = await wait_status(c, imp["id"], "completed")
+        assert done["counts"] == {"total": 5, "imported": 3, "duplicates": 1, "invalid": 1, "skipped": 0}
+        again = await c.post(f"/v1/imports/{imp['id']}/commit", headers=auth())
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "import_not_validated")
+
+        got = (await c.get(f"/v1/contact-lists/{cl['id']}", headers=auth("acme", ["VIEWER"]))).json()
+        assert got["counts"]["total"] == 3
+        assert got["counts"]["callable"] == 3
+        assert got["columns"] == ["phone", "first_name", "last_name", "city", "email", "timezone"]
+        page = (
+            await c.get(f"/v1/contact-lists/{cl['id']}/contacts?limit=2", headers=auth("acme", ["DIALER"]))
+        ).json()
+        assert len(page["items"]) == 2
+        assert page["next_cursor"]
+        rest = (
+            await c.get(
+                f"/v1/contact-lists/{cl['id']}/contacts",
+                params={"cursor": page["next_cursor"]},
+                headers=auth(),
+            )
+        ).json()
+        assert "items" in rest, rest
+        contacts = page["items"] + rest["items"]
+        assert [x["external_id"] for x in contacts] == ["1", "2", "3"]
+        ann = contacts[0]
+        assert ann["name"] == "Ann"
+        assert ann["status"] == "callable"
+        assert ann["units"] == [
+            {"type": "phone", "value": "12672345678", "channel": "voice", "priority": 1, "callable": True},
+            {
+                "type": "email",
+                "value": "ann@example.com",
+                "channel": "email",
+                "priority": 2,
+                "callable": True,
+            },
+        ]
+        assert ann["fields"] == {"last_name": "Lee", "city": "Boston"}
+        assert ann["timezone"] == "America/New_York"
+        assert contacts[2]["fields"]["city"] == "Chicago"  # differs in one field: imported
+
+        # The same file again: every valid row is now a duplicate of a row in the list.
+        r2 = await upload(c, cl["id"], FILE)
+        imp2 = await wait_status(c, r2.json()["import_id"], "validated")
+        assert (imp2["valid"], imp2["duplicates"], imp2["invalid"]) == (0, 4, 1)
+        cancelled = await c.post(f"/v1/imports/{imp2['id']}/cancel", headers=auth())
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+
+        csv_export = await c.get(f"/v1/contact-lists/{cl['id']}/export?format=csv", headers=auth())
+        assert csv_export.status_code == 200
+        exported = list(csv.reader(io.StringIO(csv_export.text)))
+        assert exported[0][:6] == ["contact_id", "external_id", "name", "status", "timezone", "units"]
+        assert any(cell.startswith("'=cmd") for row in exported for cell in row)
+        xlsx = await c.get(f"/v1/contact-lists/{cl['id']}/export", headers=auth("acme", ["VIEWER"]))
+        assert xlsx.status_code == 200
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+        values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+        assert values[0][0] == "contact_id"
+        assert len(values) == 4
+        assert any(isinstance(v, str) and v.startswith("'=cmd") for row in values for v in row)
+        bad = await c.get(f"/v1/contact-lists/{cl['id']}/export?format=pdf", headers=auth())
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_format")
+
+
+async def test_unique_id_updates_instead_of_duplicating(start_service: StartService) -> None:
+    svc = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        cl = await create_list(c, unique_id_column="id", name_column="full_name")
+        first = "phone,id,full_name,debt\n12672345678,A1,Nadya,75.25\n12672345679,A2,Nadiia,150.5\n"
+        await import_file(c, cl["id"], first)
+        second = "phone,id,full_name,debt\n12672345670,A1,Nadya K,80\n12672345671,A3,Cristina,225.75\n"
+        done = await import_file(c, cl["id"], second)
+        assert done["counts"]["imported"] == 2
+        items = (await c.get(f"/v1/contact-lists/{cl['id']}/contacts", headers=auth())).json()["items"]
+        by_id = {x["external_id"]: x for x in items}
+        assert sorted(by_id) == ["A1", "A2", "A3"]
+        assert by_id["A1"]["name"] == "Nadya K"
+        assert by_id["A1"]["fields"] == {"debt": "80"}
+        assert [u["value"] for u in by_id["A1"]["units"]] == ["12672345670"]
+
+
+async def test_bad_files_and_inputs_are_refused_clearly(start_service: StartService) -> None:
+    svc = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        cl = await create_list(c)
+        no_header = await upload(c, cl["id"], "12672345678,Ann\n12672345679,Bob\n")
+        assert (no_header.status_code, no_header.json()["error"]["code"]) == (422, "missing_header")
+        empty = await upload(c, cl["id"], b"")
+        assert (empty.status_code, empty.json()["error"]["code"]) == (422, "empty_file")
+        header_only = await upload(c, cl["id"], "phone,name\n")
+        assert (header_only.status_code, header_only.json()["error"]["code"]) == (422, "empty_file")
+        pdf = await upload(c, cl["id"], b"%PDF-1.4 binary", name="list.pdf")
+        assert pdf.status_code == 415
+        big = await upload(c, cl["id"], b"phone\n" + b"12672345678\n" * (21 * 1024 * 1024 // 12))
+        assert (big.status_code, big.json()["error"]["code"]) == (413, "file_too_large")
+        no_consent = await c.post(
+            f"/v1/contact-lists/{cl['id']}/imports",
+            files={"file": ("a.csv", b"phone\n12672345678\n", "text/csv")},
+            headers=auth(),
+        )
+        assert no_consent.status_code == 422
+        assert no_consent.json()["error"]["details"][0]["field"] == "consent_confirmed"
+
+        await import_file(c, cl["id"], "phone,city\n12672345678,Boston\n")
+        mixed = await upload(c, cl["id"], "phone,town\n12672345679,Boston\n")
+        assert (mixed.status_code, mixed.json()["error"]["code"]) == (422, "columns_mismatch")
+        assert mixed.json()["error"]["details"][0]["expected"] == ["phone", "city"]
+
+        bad_kind = await c.post("/v1/contact-lists", json={"name": "x", "kind": "fax"}, headers=auth())
+        assert bad_kind.status_code == 422
+        text_no_channel = await c.post(
+            "/v1/contact-lists", json={"name": "x", "kind": "text"}, headers=auth()
+        )
+        assert text_no_channel.json()["error"]["details"][0]["field"] == "channel"
+        bad_status = await c.get(f"/v1/contact-lists/{cl['id']}/contacts?status=gone", headers=auth())
+        assert (bad_status.status_code, bad_status.json()["error"]["code"]) == (400, "unknown_status")
+
+
+async def test_roles_tenancy_and_delete_confirmation(start_service: StartService) -> None:
+    svc = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        viewer = await c.post("/v1/contact-lists", json={"name": "v"}, headers=auth("acme", ["VIEWER"]))
+        assert viewer.status_code == 403
+        assert (await c.get("/v1/contact-lists")).status_code == 401
+        cl = await create_list(c)
+        dialer_upload = await c.post(
+            f"/v1/contact-lists/{cl['id']}/imports",
+            files={"file": ("a.csv", b"phone\n12672345678\n", "text/csv")},
+            data={"consent_confirmed": "true"},
+            headers=auth("acme", ["DIALER"]),
+        )
+        assert dialer_upload.status_code == 403
+        other = auth("globex")
+        assert (await c.get(f"/v1/contact-lists/{cl['id']}", headers=other)).status_code == 404
+        assert (await c.get(f"/v1/contact-lists/{cl['id']}/contacts", headers=other)).status_code == 404
+        assert (await upload(c, cl["id"], "phone\n12672345678\n", account="globex")).status_code == 404
+        assert (
+            await c.delete(f"/v1/contact-lists/{cl['id']}?confirm=true", headers=other)
+        ).status_code == 404
+        assert [x["id"] for x in (await c.get("/v1/contact-lists", headers=other)).json()["items"]] == []
+        imp = await import_file(c, cl["id"], "phone\n12672345678\n")
+        assert (await c.get(f"/v1/imports/{imp['id']}", headers=other)).status_code == 404
+
+        unconfirmed = await c.delete(f"/v1/contact-lists/{cl['id']}", headers=auth())
+        assert (unconfirmed.status_code, unconfirmed.json()["error"]["code"]) == (
+            400,
+            "confirmation_required",
+        )
+        assert (
+            await c.delete(f"/v1/contact-lists/{cl['id']}?confirm=true", headers=auth())
+        ).status_code == 204
+        assert (await c.get(f"/v1/contact-lists/{cl['id']}", headers=auth())).status_code == 404
