@@ -275,3 +275,151 @@ async def test_target_validation_roles_and_tenancy(start_service: StartService, 
         ).status_code == 204
         assert (await c.get(f"/v1/targets/{tid}", headers=me)).status_code == 404
         assert (await c.delete(f"/v1/targets/{hid}?confirm=true", headers=me)).status_code == 204
+
+
+async def _tm_target(
+    c: httpx.AsyncClient, acct: str, stoplist: str, system: str, project: str, **more: Any
+) -> str:
+    r = await c.post(
+        f"/v1/stoplists/{stoplist}/targets",
+        json={"type": "TM", "system": system, "project": project, **more},
+        headers=auth(acct),
+    )
+    assert r.status_code == 201, r.text
+    target_id: str = r.json()["id"]
+    return target_id
+
+
+async def test_retries_backoff_retry_after_failures_and_manual_retry(
+    start_service: StartService, fake: Any, publish: Any
+) -> None:
+    svc = await start_outbound(start_service, fake)
+    acct = account()
+    lists = {name: str(uuid.uuid4()) for name in ("p503", "p429", "p400", "p500")}
+    await fake.behave(match="/outbound01/projects/p503/", fail_status=503, fail_times=2)
+    await fake.behave(match="/outbound01/projects/p429/", fail_status=429, fail_times=1, retry_after=1)
+    await fake.behave(match="/outbound01/projects/p400/", fail_status=400)
+    await fake.behave(match="/outbound01/projects/p500/", fail_status=500)
+    async with httpx.AsyncClient(base_url=svc.base_url) as c:
+        targets = {name: await _tm_target(c, acct, sl, "01", name) for name, sl in lists.items()}
+        for name, sl in lists.items():
+            await publish(change(acct, sl, "4520123456", reason=name))
+
+        # 503 twice, then accepted: three requests with one Idempotency-Key.
+        [ok] = await _settled(c, targets["p503"], acct, 1, "delivered")
+        assert ok["attempts"] == 3
+        tries = await fake.requests("/outbound01/projects/p503/")
+        assert len(tries) == 3
+        assert len({t["headers"]["idempotency-key"] for t in tries}) == 1
+
+        # 429 with Retry-After: 1 → the next try waits at least that long (the backoff base is 0.05 s).
+        await _settled(c, targets["p429"], acct, 1, "delivered")
+        limited = await fake.requests("/outbound01/projects/p429/")
+        assert len(limited) == 2
+        assert limited[1]["received_at"] - limited[0]["received_at"] >= 0.95
+
+        # 400 is final: failed after one request, with the response summary; never retried by itself.
+        [failed] = await _settled(c, targets["p400"], acct, 1, "failed")
+        assert failed["attempts"] == 1
+        assert failed["last_error"].startswith("HTTP 400")
+        assert failed["response"]["status"] == 400
+        [first_try] = await fake.requests("/outbound01/projects/p400/")
+        first_key = first_try["headers"]["idempotency-key"]
+        target = (await c.get(f"/v1/targets/{targets['p400']}", headers=auth(acct))).json()
+        assert target["status"]["last_error"].startswith("HTTP 400")
+
+        # 500 every time: dead after the retry budget (DELIVERY_MAX_ATTEMPTS=4).
+        [dead] = await _settled(c, targets["p500"], acct, 1, "dead")
+        assert dead["attempts"] == 4
+        assert len(await fake.requests("/outbound01/projects/p500/")) == 4
+
+        # The operator fixes the far end and retries by hand: same Idempotency-Key, delivered.
+        await fake.reset()
+        retried = await c.post(
+            f"/v1/targets/{targets['p400']}/deliveries/{failed['id']}:retry", headers=auth(acct, ["VIEWER"])
+        )
+        assert retried.status_code == 403
+        other = await c.post(
+            f"/v1/targets/{targets['p400']}/deliveries/{failed['id']}:retry", headers=auth("x")
+        )
+        assert other.status_code == 404
+        retried = await c.post(
+            f"/v1/targets/{targets['p400']}/deliveries/{failed['id']}:retry", headers=auth(acct)
+        )
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["status"] == "pending"
+        await _settled(c, targets["p400"], acct, 1, "delivered")
+        [again] = await fake.requests("/outbound01/projects/p400/")
+        assert again["headers"]["idempotency-key"] == first_key
+        assert failed["request"]["headers"]["Idempotency-Key"] == first_key
+
+
+async def test_hanging_target_delays_no_other_and_paused_target_waits(
+    start_service: StartService, fake: Any, publish: Any
+) -> None:
+    svc = await start_outbound(start_service, fake, DELIVERY_TIMEOUT_S="60")
+    acct, stoplist = account(), str(uuid.uuid4())
+    await fake.behave(match="/outbound02/", hang=True)
+    async with httpx.AsyncClient(base_url=svc.base_url) as c:
+        hanging = await _tm_target(c, acct, stoplist, "02", "slow")
+        healthy = await _tm_target(c, acct, stoplist, "01", "fast")
+        paused = await _tm_target(c, acct, stoplist, "04", "later", active=False)
+        phones = [f"452012345{i}" for i in range(3)]
+        for phone in phones:
+            await publish(change(acct, stoplist, phone))
+
+        await _settled(c, healthy, acct, 3, "delivered")
+        assert sorted(r["json"]["phone"] for r in await fake.requests("/outbound01/")) == phones
+        assert len(await fake.requests("/outbound02/")) == 3  # arrived, still unanswered
+        assert await fake.requests("/outbound04/") == []
+        slow = (await c.get(f"/v1/targets/{hanging}", headers=auth(acct))).json()
+        assert slow["status"]["backlog"] == 3
+        assert slow["status"]["last_success_at"] is None
+        waiting = (await c.get(f"/v1/targets/{paused}", headers=auth(acct))).json()
+        assert waiting["active"] is False
+        assert waiting["status"]["backlog"] == 3
+
+        resumed = await c.patch(f"/v1/targets/{paused}", json={"active": True}, headers=auth(acct))
+        assert resumed.json()["active"] is True
+        await _settled(c, paused, acct, 3, "delivered")
+        assert sorted(r["json"]["phone"] for r in await fake.requests("/outbound04/")) == phones
+
+        await fake.reset()  # the hanging server answers at last
+        await _settled(c, hanging, acct, 3, "delivered")
+
+
+async def test_backfill_sends_live_entries_known_from_the_topic(
+    start_service: StartService, fake: Any, publish: Any
+) -> None:
+    svc = await start_outbound(start_service, fake)
+    acct, stoplist = account(), str(uuid.uuid4())
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    async with httpx.AsyncClient(base_url=svc.base_url) as c:
+        first = await _tm_target(c, acct, stoplist, "05", "first")
+        old = change(acct, stoplist, "4520000001", occurred_at=long_ago)
+        gone = change(acct, stoplist, "4520000002", occurred_at=long_ago)
+        removed = change(
+            acct, stoplist, "4520000002", op="removed", entry_id=gone.payload["entry"]["entry_id"]
+        )
+        expired = change(
+            acct, stoplist, "4520000003", occurred_at=long_ago, expires_at="2026-01-02T00:00:00.000Z"
+        )
+        fresh = change(acct, stoplist, "4520000001", entry_id=str(uuid.uuid4()))
+        for env in (old, gone, removed, expired, fresh):
+            await publish(env)
+        # Events before the target existed are not pushed; the fresh one (same key, so after them) is.
+        await _settled(c, first, acct, 1, "delivered")
+        assert [r["json"]["phone"] for r in await fake.requests("/outbound05/")] == ["4520000001"]
+
+        r = await c.post(
+            f"/v1/stoplists/{stoplist}/targets",
+            json={"type": "TM", "system": "06", "project": "late", "backfill": True},
+            headers=auth(acct),
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["backfill"] == {"queued": 2}
+        late = await _settled(c, r.json()["id"], acct, 2, "delivered")
+        assert {d["entry_id"] for d in late} == {
+            old.payload["entry"]["entry_id"],
+            fresh.payload["entry"]["entry_id"],
+        }

@@ -94,7 +94,7 @@ def valid_url(url: str) -> str | None:
 
 def is_secret_header(name: str) -> bool:
     """Header names that carry credentials are never returned in full."""
-    return bool(_SECRET_HEADER.search(name))
+    return name.lower() != "idempotency-key" and bool(_SECRET_HEADER.search(name))
 
 
 def mask_value(value: str) -> str:
