@@ -423,3 +423,23 @@ async def test_backfill_sends_live_entries_known_from_the_topic(
             old.payload["entry"]["entry_id"],
             fresh.payload["entry"]["entry_id"],
         }
+
+
+async def test_two_instances_never_send_an_entry_twice(
+    start_service: StartService, fake: Any, publish: Any
+) -> None:
+    first = await start_outbound(start_service, fake)
+    second = await start_outbound(start_service, fake)
+    acct, stoplist = account(), str(uuid.uuid4())
+    await fake.behave(match="/outbound07/", delay_ms=20)  # slow enough that both workers find due rows
+    async with httpx.AsyncClient(base_url=first.base_url) as c:
+        target = await _tm_target(c, acct, stoplist, "07", "shared")
+        phones = [f"45201{i:05d}" for i in range(40)]
+        for phone in phones:
+            await publish(change(acct, stoplist, phone))
+        await _settled(c, target, acct, 40, "delivered")
+        sent = [r["json"]["phone"] for r in await fake.requests("/outbound07/")]
+        assert sorted(sent) == sorted(phones)
+        async with httpx.AsyncClient(base_url=second.base_url) as c2:
+            metrics = (await c.get("/metrics")).text + (await c2.get("/metrics")).text
+        assert f'dialguard_outbound_delivered_total{{target="{target}"}}' in metrics
