@@ -8,6 +8,7 @@ Endpoints
 - any other method/path                        a MANUAL target's endpoint → 200
 - GET /_requests[?path_prefix=]                every request recorded: method, path, headers, body, json, received_at
 - DELETE /_requests                            forget them
+- GET /_stats[?path_prefix=]                   {count, distinct_keys, connections} (connection reuse)
 - POST /_behaviour {match?, fail_status?, fail_times?, delay_ms?, hang?, retry_after?}
                                                misbehave for paths starting with `match` (default: all paths);
                                                fail_times = how many requests fail before it answers normally
@@ -89,6 +90,7 @@ async def _record(state: FakeOutbound, request: Request) -> dict[str, Any]:
         "method": request.method,
         "path": request.url.path,
         "query": request.url.query,
+        "client": f"{request.client.host}:{request.client.port}" if request.client else None,
         "headers": {k.lower(): v for k, v in request.headers.items()},
         "body": text,
         "json": parsed,
@@ -143,6 +145,18 @@ def create_app(state: FakeOutbound | None = None) -> Starlette:
         items = [r for r in state.requests if r["path"].startswith(prefix)]
         return JSONResponse({"items": items, "count": len(items)})
 
+    async def stats(request: Request) -> Response:
+        prefix = request.query_params.get("path_prefix", "")
+        items = [r for r in state.requests if r["path"].startswith(prefix)]
+        keys = {(r["headers"].get("idempotency-key")) for r in items}
+        return JSONResponse(
+            {
+                "count": len(items),
+                "distinct_keys": len(keys),
+                "connections": len({r["client"] for r in items}),
+            }
+        )
+
     async def clear_requests(_: Request) -> Response:
         state.requests.clear()
         return Response(status_code=204)
@@ -175,6 +189,7 @@ def create_app(state: FakeOutbound | None = None) -> Starlette:
         routes=[
             Route("/_requests", list_requests, methods=["GET"]),
             Route("/_requests", clear_requests, methods=["DELETE"]),
+            Route("/_stats", stats, methods=["GET"]),
             Route("/_behaviour", set_behaviour, methods=["POST", "PUT"]),
             Route("/_behaviour", get_behaviour, methods=["GET"]),
             Route("/_behaviour", clear_behaviour, methods=["DELETE"]),

@@ -1,0 +1,213 @@
+"""outbound-sync on the real stack against tools/fake_outbound.py: deliveries/s with connection reuse, and a
+healthy target's publish-to-delivered latency while another target of the same stoplist hangs.
+
+    .venv/bin/python bench/bench_outbound_sync.py --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from dialguard.events import Envelope
+from dialguard.events.topics import SUPPRESSION_CHANGES
+from dialguard.testing.helpers import SECRET, auth
+from dialguard.testing.infra import acquire_infra
+from dialguard.testing.services import ServiceProcess, create_database, free_port, provision_all, service_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _change(account: str, stoplist_id: str, phone: str) -> Envelope:
+    entry = {
+        "entry_id": str(uuid.uuid4()),
+        "stoplist_id": stoplist_id,
+        "identifier": {"type": "phone", "value": phone},
+        "channel": None,
+        "sender": None,
+        "source": "api",
+        "reason": "bench",
+        "added_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "expires_at": None,
+    }
+    return Envelope(
+        event_type="SuppressionChanged",
+        account_id=account,
+        producer="bench",
+        payload={"op": "added", "entry": entry, "suppressed": True},
+    )
+
+
+async def _send(producer: AIOKafkaProducer, env: Envelope) -> Any:
+    ident = env.payload["entry"]["identifier"]
+    return await producer.send(
+        SUPPRESSION_CHANGES, env.to_bytes(), key=f"{env.account_id}:phone:{ident['value']}".encode()
+    )
+
+
+async def _target(c: httpx.AsyncClient, account: str, stoplist: str, system: str, project: str) -> str:
+    r = await c.post(
+        f"/v1/stoplists/{stoplist}/targets",
+        json={"type": "TM", "system": system, "project": project},
+        headers=auth(account),
+    )
+    r.raise_for_status()
+    target_id: str = r.json()["id"]
+    return target_id
+
+
+async def _wait_delivered(db: asyncpg.Connection, target_id: str, n: int, timeout: float) -> float:
+    deadline = time.perf_counter() + timeout
+    got = 0
+    while time.perf_counter() < deadline:
+        got = await db.fetchval(
+            "SELECT count(*) FROM deliveries WHERE target_id = $1 AND status = 'delivered'",
+            uuid.UUID(target_id),
+        )
+        if got >= n:
+            return time.perf_counter()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"only {got}/{n} delivered in {timeout}s")
+
+
+async def throughput(
+    svc: ServiceProcess, fake: httpx.AsyncClient, producer: AIOKafkaProducer, db: asyncpg.Connection, n: int
+) -> dict[str, Any]:
+    """n entries published at once to a stoplist with one TM target; deliveries/s until the last is accepted."""
+    account, stoplist = f"bench-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=svc.base_url) as c:
+        target = await _target(c, account, stoplist, "01", "throughput")
+    started = time.perf_counter()
+    futures = [await _send(producer, _change(account, stoplist, f"4520{i:08d}")) for i in range(n)]
+    await producer.flush()
+    await asyncio.gather(*futures)
+    done = await _wait_delivered(db, target, n, timeout=max(60.0, n / 20))
+    stats = (await fake.get("/_stats", params={"path_prefix": "/outbound01/projects/throughput/"})).json()
+    return {
+        "deliveries": n,
+        "seconds": round(done - started, 3),
+        "deliveries_per_s": round(n / (done - started), 1),
+        "requests_at_target": stats["count"],
+        "tcp_connections_used": stats["connections"],
+    }
+
+
+async def isolation(
+    svc: ServiceProcess,
+    fake: httpx.AsyncClient,
+    producer: AIOKafkaProducer,
+    db: asyncpg.Connection,
+    n: int,
+    rate: float,
+) -> dict[str, Any]:
+    """Two targets on one stoplist, one hanging: the healthy one's publish-to-delivered latency (p50/p99)."""
+    account, stoplist = f"bench-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
+    await fake.post("/_behaviour", json={"match": "/outbound02/", "hang": True})
+    async with httpx.AsyncClient(base_url=svc.base_url) as c:
+        await _target(c, account, stoplist, "02", "hanging")
+        healthy = await _target(c, account, stoplist, "01", "healthy")
+    published: dict[str, float] = {}
+    for i in range(n):
+        env = _change(account, stoplist, f"4530{i:08d}")
+        published[env.payload["entry"]["entry_id"]] = time.time()
+        await (await _send(producer, env))
+        await asyncio.sleep(1 / rate)
+    await _wait_delivered(db, healthy, n, timeout=max(60.0, n / 10))
+    rows = await db.fetch(
+        """SELECT entry_id, extract(epoch FROM delivered_at) AS at, extract(epoch FROM created_at) AS queued
+           FROM deliveries WHERE target_id = $1""",
+        uuid.UUID(healthy),
+    )
+    latencies = sorted((float(r["at"]) - published[r["entry_id"]]) * 1000 for r in rows)
+    queued = sorted((float(r["queued"]) - published[r["entry_id"]]) * 1000 for r in rows)
+    hanging_pending = await db.fetchval(
+        """SELECT count(*) FROM deliveries d JOIN targets t ON t.id = d.target_id
+           WHERE t.project = 'hanging' AND t.account_id = $1 AND d.status = 'pending'""",
+        account,
+    )
+    await fake.delete("/_behaviour")
+    return {
+        "deliveries": n,
+        "publish_rate_per_s": rate,
+        "healthy_p50_ms": round(statistics.median(latencies), 1),
+        "healthy_p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "healthy_max_ms": round(latencies[-1], 1),
+        "healthy_p50_publish_to_queued_ms": round(statistics.median(queued), 1),
+        "hanging_target_pending": int(hanging_pending),
+    }
+
+
+async def run(n: int, rate: float) -> dict[str, Any]:
+    """Bring up servers, the fake Outbound and outbound-sync; run both measurements; tear down."""
+    infra = await asyncio.to_thread(acquire_infra, REPO / ".local" / f"bench-outbound-{os.getpid()}")
+    fake_port = free_port()
+    fake_proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "fake_outbound.py"), "--port", str(fake_port)],
+        start_new_session=True,
+    )
+    svc: ServiceProcess | None = None
+    try:
+        admin = await create_database(infra.postgres_admin_url)
+        dsn = (await provision_all(admin))["outbound-sync"]
+        env = service_env(
+            kafka=infra.kafka_bootstrap,
+            database_url=dsn,
+            redis_url=infra.redis_url,
+            secret=SECRET,
+            OUTBOUND_TM_URL_TEMPLATE=f"http://127.0.0.1:{fake_port}/outbound{{system}}",
+            DELIVERY_TIMEOUT_S="60",
+            DELIVERY_POLL_S="0.1",
+        )
+        svc = ServiceProcess("outbound-sync", env, REPO / ".local" / "bench-logs")
+        await svc.start(timeout=120)
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, linger_ms=5)
+        await producer.start()
+        db = await asyncpg.connect(dsn)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fake_port}", timeout=30) as fake:
+                results = {
+                    "throughput": await throughput(svc, fake, producer, db, n),
+                    "isolation": await isolation(svc, fake, producer, db, max(10, n // 10), rate),
+                }
+        finally:
+            await db.close()
+            await producer.stop()
+    finally:
+        if svc is not None:
+            await svc.stop()
+        fake_proc.terminate()
+        fake_proc.wait(10)
+        infra.close()
+    return results
+
+
+def main() -> None:
+    """Print the results as JSON (and write them to --out when given)."""
+    parser = argparse.ArgumentParser(description="outbound-sync delivery benchmark")
+    parser.add_argument("--n", type=int, default=5000, help="deliveries in the throughput run")
+    parser.add_argument("--rate", type=float, default=50.0, help="publish rate of the isolation run, per s")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    results = asyncio.run(run(args.n, args.rate))
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
