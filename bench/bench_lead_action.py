@@ -1,0 +1,205 @@
+"""lead-action at scale: COPY N leads into a running service's database, then time SUPPRESS_LEADS,
+RESET_LEADS and MOVE_TO_CAMPAIGN over HTTP on all of them, and the p50/p99 of a two-criteria search.
+
+Against a running service (its database DSN, its URL and its JWT secret):
+
+    .venv/bin/python bench/bench_lead_action.py --n 1000000 \
+        --dsn postgresql://dg_lead_action:...@127.0.0.1:5432/postgres \
+        --base-url http://127.0.0.1:8003 --secret "$AUTH_JWT_SECRET"
+
+Without --dsn it brings up its own local stack and lead-action process (as the other benches do).
+Loading is setup, not measured: leads are COPYed straight into `lead_action.leads` of a campaign
+created over the API. Searches use a fresh token each (the per-token limit is 15 per 10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from dialguard.platform.auth import mint_token
+from dialguard.testing.helpers import SECRET
+from dialguard.testing.infra import acquire_infra
+from dialguard.testing.services import ServiceProcess, create_database, provision_all, service_env
+
+REPO = Path(__file__).resolve().parents[1]
+STATES = ("READY", "PAUSED", "COMPLETE", "CALLBACK")
+ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
+
+
+class Api:
+    """HTTP calls as one account's manager; `fresh` mints a token per call (per-token rate limits)."""
+
+    def __init__(self, client: httpx.AsyncClient, secret: str, account: str) -> None:
+        self.client = client
+        self.secret = secret
+        self.account = account
+        self.base = f"/v1/admin/accounts/{account}"
+        self._n = 0
+
+    def headers(self, fresh: bool = False) -> dict[str, str]:
+        self._n += 1
+        sub = f"bench-{self._n}" if fresh else "bench"
+        token = mint_token(secret=self.secret, account_id=self.account, roles=["OUTBOUND_MANAGER"], sub=sub)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = await self.client.post(self.base + path, json=body, headers=self.headers())
+        r.raise_for_status()
+        return dict(r.json())
+
+    async def action(
+        self, action: str, criteria: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> float:
+        body: dict[str, Any] = {"campaignLeadSearchCriteria": criteria}
+        if params:
+            body["leadActionParams"] = {"paramMap": params}
+        started = time.perf_counter()
+        r = await self.client.put(
+            f"{self.base}/campaignLeads/actions",
+            params={"leadAction": action},
+            json=body,
+            headers=self.headers(fresh=True),
+        )
+        elapsed = time.perf_counter() - started
+        r.raise_for_status()
+        print(f"  {action}: affected {r.json()['affected']} in {elapsed:.2f} s", flush=True)
+        return elapsed
+
+
+async def load(dsn: str, *, account: str, campaign_id: int, list_id: int, n: int) -> float:
+    """Setup: COPY n leads (valid-looking US phones, spread over states and time zones); returns seconds."""
+    conn = await asyncpg.connect(dsn)
+    started = time.perf_counter()
+    try:
+        records = (
+            (
+                account,
+                campaign_id,
+                list_id,
+                f"ext-{i}",
+                f"1267{2000000 + i % 8000000:07d}",
+                STATES[i % len(STATES)],
+                ZONES[i % len(ZONES)],
+            )
+            for i in range(n)
+        )
+        await conn.copy_records_to_table(
+            "leads",
+            schema_name="lead_action",
+            columns=["account_id", "campaign_id", "list_id", "external_id", "phone", "status", "timezone"],
+            records=records,
+        )
+        await conn.execute("ANALYZE lead_action.leads")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def search_latencies(api: Api, campaign_id: int, samples: int) -> dict[str, float]:
+    """Two criteria (campaign + lead state), first page of 50, sequential; milliseconds."""
+    times: list[float] = []
+    for i in range(samples):
+        criteria = {"campaignId": campaign_id, "leadStates": [STATES[i % len(STATES)]]}
+        started = time.perf_counter()
+        r = await api.client.post(
+            f"{api.base}/campaignLeads/search",
+            json={"campaignLeadSearchCriteria": criteria},
+            headers=api.headers(fresh=True),
+        )
+        times.append((time.perf_counter() - started) * 1000)
+        r.raise_for_status()
+    times.sort()
+    return {
+        "samples": samples,
+        "p50_ms": round(statistics.median(times), 2),
+        "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
+        "max_ms": round(times[-1], 2),
+    }
+
+
+async def measure(*, dsn: str, base_url: str, secret: str, n: int, searches: int) -> dict[str, Any]:
+    """Hierarchy over HTTP, leads by COPY, then the timed actions and searches."""
+    account = f"bench-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
+        api = Api(client, secret, account)
+        dg = await api.post("/dialGroups", {"name": "bench"})
+        src = await api.post(f"/dialGroups/{dg['id']}/campaigns", {"name": "source"})
+        dst = await api.post(f"/dialGroups/{dg['id']}/campaigns", {"name": "target"})
+        lst = await api.post(f"/dialGroups/{dg['id']}/campaigns/{src['id']}/lists", {"name": "bench"})
+        src_id = int(src["id"])
+        print(f"loading {n} leads ...", flush=True)
+        load_s = await load(dsn, account=account, campaign_id=src_id, list_id=int(lst["id"]), n=n)
+        search = await search_latencies(api, src_id, searches)
+        crit = {"campaignId": src_id}
+        suppress_s = await api.action("SUPPRESS_LEADS", crit)
+        reset_s = await api.action("RESET_LEADS", crit)
+        move_s = await api.action(
+            "MOVE_TO_CAMPAIGN",
+            crit,
+            {"CAMPAIGN_ID": dst["id"], "LIST_ID": "0", "LIST_NAME": "moved", "CREATE_COPY_SETTING": "false"},
+        )
+    return {
+        "leads": n,
+        "load_copy_s": round(load_s, 2),
+        "search_two_criteria": search,
+        "suppress_leads_s": round(suppress_s, 3),
+        "reset_leads_s": round(reset_s, 3),
+        "move_to_campaign_s": round(move_s, 3),
+    }
+
+
+async def run_own_stack(n: int, searches: int) -> dict[str, Any]:
+    """No --dsn: a private local stack, a fresh database and one lead-action process."""
+    infra = await asyncio.to_thread(acquire_infra, REPO / ".local" / f"bench-lead-action-{os.getpid()}")
+    svc: ServiceProcess | None = None
+    try:
+        admin = await create_database(infra.postgres_admin_url)
+        dsn = (await provision_all(admin))["lead-action"]
+        env = service_env(
+            kafka=infra.kafka_bootstrap, database_url=dsn, redis_url=infra.redis_url, secret=SECRET
+        )
+        svc = ServiceProcess("lead-action", env, REPO / ".local" / "bench-logs")
+        await svc.start(timeout=120)
+        return await measure(dsn=dsn, base_url=svc.base_url, secret=SECRET, n=n, searches=searches)
+    finally:
+        if svc is not None:
+            await svc.stop()
+        infra.close()
+
+
+def main() -> None:
+    """Print the results as JSON (and write them to --out when given)."""
+    parser = argparse.ArgumentParser(description="lead-action actions and search benchmark")
+    parser.add_argument("--n", type=int, default=5000, help="leads to load")
+    parser.add_argument("--dsn", help="the running service's database (its role's DSN)")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8003", help="the running service")
+    parser.add_argument("--secret", default=os.environ.get("AUTH_JWT_SECRET", SECRET), help="its JWT secret")
+    parser.add_argument("--searches", type=int, default=200, help="search samples for the percentiles")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    if args.dsn:
+        coro = measure(
+            dsn=args.dsn, base_url=args.base_url, secret=args.secret, n=args.n, searches=args.searches
+        )
+        results = asyncio.run(coro)
+    else:
+        results = asyncio.run(run_own_stack(args.n, args.searches))
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
