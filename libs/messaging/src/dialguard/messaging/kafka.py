@@ -14,7 +14,7 @@ class ConsumerTuning:
 
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
-    fetch_max_wait_ms: int = 10
+    fetch_max_wait_ms: int = 500
     max_records: int = 1_000
     batch_timeout_ms: int = 10
 
