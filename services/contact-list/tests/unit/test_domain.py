@@ -1,0 +1,153 @@
+"""Pure rules: column plans, row validation, duplicate fingerprints, lifecycle, schedules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dialguard.contact_list.domain import (
+    HeaderError,
+    ListSpec,
+    RowError,
+    after_call,
+    check_header,
+    next_run,
+    parse_row,
+    plan_columns,
+    same_columns,
+)
+
+TELEPHONY = ListSpec("telephony", "voice", None, None)
+
+
+def test_plan_maps_units_timezone_priority_and_fields() -> None:
+    plan = plan_columns(
+        ["Phone", "First name", "Mobile 2", "E-Mail", "WhatsApp", "Timezone", "Priority", "City"], TELEPHONY
+    )
+    assert [(u.index, u.type, u.channel) for u in plan.units] == [
+        (0, "phone", "voice"),
+        (2, "phone", "voice"),
+        (3, "email", "email"),
+        (4, "client_id", "whatsapp"),
+    ]
+    assert (plan.timezone_index, plan.priority_index) == (5, 6)
+    assert plan.field_columns == ((1, "First name"), (7, "City"))
+
+
+def test_text_list_first_column_is_the_channels_client_id() -> None:
+    assert plan_columns(["client"], ListSpec("text", "email", None, None)).units[0].type == "email"
+    assert plan_columns(["client"], ListSpec("text", "viber", None, None)).units[0].type == "client_id"
+    assert plan_columns(["client"], ListSpec("text", "sms", None, None)).units[0].type == "phone"
+
+
+def test_unique_and_name_columns_must_exist() -> None:
+    plan = plan_columns(["phone", "ID", "Full Name"], ListSpec("telephony", None, "id", "full_name"))
+    assert (plan.unique_index, plan.name_index, plan.field_columns) == (1, 2, ())
+    with pytest.raises(HeaderError) as err:
+        plan_columns(["phone", "name"], ListSpec("telephony", None, "customer_id", None))
+    assert err.value.code == "column_not_found"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [["12671234567", "Ann"], ["phone", "ann@example.com"], ["", "name"], ["42", "x"]],
+)
+def test_a_data_row_is_not_a_header(header: list[str]) -> None:
+    with pytest.raises(HeaderError) as err:
+        check_header(header)
+    assert err.value.code == "missing_header"
+
+
+def test_duplicate_column_names_are_refused() -> None:
+    with pytest.raises(HeaderError) as err:
+        check_header(["phone", "City", "city"])
+    assert err.value.code == "duplicate_columns"
+
+
+def test_same_columns_ignores_case_and_punctuation_only() -> None:
+    assert same_columns(["Phone", "First Name"], ["phone", "first_name"])
+    assert not same_columns(["phone", "city"], ["phone", "town"])
+    assert not same_columns(["phone", "city"], ["city", "phone"])
+
+
+def test_parse_row_normalizes_units_and_keeps_fields() -> None:
+    plan = plan_columns(
+        ["phone", "name", "email", "tz", "priority"], ListSpec("telephony", None, None, "name")
+    )
+    row = parse_row(
+        ["+1 (267) 234-5678", " Ann ", "Ann@Example.COM", "Europe/Berlin", "3"], plan, region="US"
+    )
+    assert row.name == "Ann"
+    assert row.timezone == "Europe/Berlin"
+    assert row.units == [
+        {"type": "phone", "value": "12672345678", "channel": "voice", "priority": 3},
+        {"type": "email", "value": "ann@example.com", "channel": "email", "priority": 2},
+    ]
+    assert row.fields == {}
+
+
+def test_wrong_phone_names_the_column_and_reason() -> None:
+    plan = plan_columns(["phone"], TELEPHONY)
+    with pytest.raises(RowError) as err:
+        parse_row(["12345"], plan, region="US")
+    assert err.value.code == "invalid_phone"
+    assert "'phone'" in err.value.reason
+
+
+@pytest.mark.parametrize(
+    ("cells", "code"),
+    [([""], "missing_phone"), (["12672345678", "Mars/Olympus"], "invalid_timezone")],
+)
+def test_row_errors(cells: list[str], code: str) -> None:
+    plan = plan_columns(["phone", "timezone"], TELEPHONY)
+    with pytest.raises(RowError) as err:
+        parse_row(cells, plan, region="US")
+    assert err.value.code == code
+
+
+def test_fingerprint_equal_only_for_identical_rows() -> None:
+    plan = plan_columns(["phone", "city"], TELEPHONY)
+    a = parse_row(["12672345678", "Boston"], plan, region="US")
+    same = parse_row(["+1 267 234 5678", " Boston "], plan, region="US")
+    other = parse_row(["12672345678", "Chicago"], plan, region="US")
+    assert a.row_hash == same.row_hash
+    assert a.row_hash != other.row_hash
+
+
+def _call(**kw: object) -> tuple[str, int]:
+    args: dict[str, object] = {
+        "base_status": "planning",
+        "attempts": 0,
+        "reached_channels": [],
+        "unit_channels": ["voice"],
+        "reached": False,
+        "channel": "voice",
+        "close_when_all_reached": False,
+        "max_attempts": 3,
+        **kw,
+    }
+    out = after_call(**args)  # type: ignore[arg-type]
+    return out.base_status, out.attempts
+
+
+def test_lifecycle_after_calls() -> None:
+    assert _call() == ("planning", 1)
+    assert _call(attempts=2) == ("attempted", 3)
+    assert _call(reached=True) == ("closed", 1)
+    assert _call(reached=True, unit_channels=["voice", "email"], close_when_all_reached=True) == ("open", 1)
+    assert _call(
+        reached=True,
+        channel="email",
+        reached_channels=["voice"],
+        unit_channels=["voice", "email"],
+        close_when_all_reached=True,
+    ) == ("closed", 1)
+    assert _call(base_status="closed", attempts=4) == ("closed", 4)
+
+
+def test_cron_schedule() -> None:
+    start = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    assert next_run("0 0 * * *", start) == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="cron"):
+        next_run("every day", start)
