@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 
 from dialguard.contact_list import repository as repo
 from dialguard.contact_list.api import Manager, Reader, contact_out, list_or_404, runtime
-from dialguard.contact_list.domain import HeaderError, ListSpec, plan_columns, same_columns
+from dialguard.contact_list.domain import STATUSES, HeaderError, ListSpec, plan_columns, same_columns
 from dialguard.contact_list.filters import ContactFilter, preview
 from dialguard.contact_list.importing import (
     OPEN_STATES,
@@ -238,6 +238,8 @@ async def export(
 ) -> StreamingResponse | FileResponse:
     if format not in EXPORT_FORMATS:
         raise ApiError(400, "unknown_format", f"unknown export format {format!r}", list(EXPORT_FORMATS))
+    if status is not None and status not in STATUSES:
+        raise ApiError(400, "unknown_status", f"unknown status {status!r}", list(STATUSES))
     rt = runtime(request)
     list_row = await list_or_404(rt, principal, list_id)
     async with rt.pool.acquire() as conn:
