@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from dialguard.events.envelope import format_time
 from dialguard.files.errors import FileError
@@ -29,7 +29,13 @@ router = APIRouter(prefix=ACCOUNT, tags=["campaigns and leads"])
 
 
 class NamedIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    """A dial group, campaign or list to create; Engage Voice's own field names are accepted too."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        validation_alias=AliasChoices("name", "dialGroupName", "campaignName", "listName", "listDescription"),
+    )
 
 
 def svc_of(request: Request) -> LeadService:

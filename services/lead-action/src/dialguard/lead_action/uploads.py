@@ -88,7 +88,8 @@ def _lead(raw: dict[str, Any], *, region: str, phone_format: str | None) -> dict
     timezone = _text(raw.get("timezone"), "timezone")
     if timezone is not None and timezone not in _zones():
         raise _RowError("timezone", "not an IANA time zone name (e.g. America/New_York)", "invalid_timezone")
-    fields = raw.get("fields") or {}
+    fields = raw.get("fields")
+    fields = {} if fields is None else fields
     if not isinstance(fields, dict) or len(fields) > MAX_FIELDS:
         raise _RowError("fields", f"an object of at most {MAX_FIELDS} keys", "invalid_field")
     for key, value in fields.items():
