@@ -128,7 +128,8 @@ async def isolation(
         await asyncio.sleep(1 / rate)
     await _wait_delivered(db, healthy, n, timeout=max(60.0, n / 10))
     rows = await db.fetch(
-        """SELECT entry_id, extract(epoch FROM delivered_at) AS at, extract(epoch FROM created_at) AS queued
+        """SELECT entry_id, extract(epoch FROM delivered_at) AS at, extract(epoch FROM created_at) AS queued,
+                  (response->>'elapsed_ms')::float8 AS http_ms
            FROM deliveries WHERE target_id = $1""",
         uuid.UUID(healthy),
     )
@@ -147,6 +148,7 @@ async def isolation(
         "healthy_p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
         "healthy_max_ms": round(latencies[-1], 1),
         "healthy_p50_publish_to_queued_ms": round(statistics.median(queued), 1),
+        "healthy_p50_request_ms": round(statistics.median(float(r["http_ms"]) for r in rows), 1),
         "hanging_target_pending": int(hanging_pending),
     }
 

@@ -295,15 +295,27 @@ async def test_retries_backoff_retry_after_failures_and_manual_retry(
 ) -> None:
     svc = await start_outbound(start_service, fake)
     acct = account()
-    lists = {name: str(uuid.uuid4()) for name in ("p503", "p429", "p400", "p500")}
+    lists = {name: str(uuid.uuid4()) for name in ("p503", "p429", "p400", "p500", "order")}
     await fake.behave(match="/outbound01/projects/p503/", fail_status=503, fail_times=2)
     await fake.behave(match="/outbound01/projects/p429/", fail_status=429, fail_times=1, retry_after=1)
     await fake.behave(match="/outbound01/projects/p400/", fail_status=400)
     await fake.behave(match="/outbound01/projects/p500/", fail_status=500)
+    await fake.behave(match="/outbound01/projects/order/", fail_status=503, fail_times=1)
     async with httpx.AsyncClient(base_url=svc.base_url) as c:
         targets = {name: await _tm_target(c, acct, sl, "01", name) for name, sl in lists.items()}
         for name, sl in lists.items():
             await publish(change(acct, sl, "4520123456", reason=name))
+        later = change(acct, lists["order"], "4520123456", reason="second")
+        await publish(later)
+
+        # Order per identifier: the second entry waits until the first one's retry went through.
+        in_order = await _settled(c, targets["order"], acct, 2, "delivered")
+        key_of = {d["entry_id"]: d["request"]["headers"]["Idempotency-Key"] for d in in_order}
+        first_key_order = next(k for e, k in key_of.items() if e != later.payload["entry"]["entry_id"])
+        sequence = [
+            r["headers"]["idempotency-key"] for r in await fake.requests("/outbound01/projects/order/")
+        ]
+        assert sequence == [first_key_order, first_key_order, key_of[later.payload["entry"]["entry_id"]]]
 
         # 503 twice, then accepted: three requests with one Idempotency-Key.
         [ok] = await _settled(c, targets["p503"], acct, 1, "delivered")
@@ -369,6 +381,13 @@ async def test_hanging_target_delays_no_other_and_paused_target_waits(
             await publish(change(acct, stoplist, phone))
 
         await _settled(c, healthy, acct, 3, "delivered")
+        page = (await c.get(f"/v1/targets/{healthy}/deliveries?limit=2", headers=auth(acct))).json()
+        assert len(page["items"]) == 2
+        rest = await c.get(
+            f"/v1/targets/{healthy}/deliveries?limit=2&cursor={page['next_cursor']}", headers=auth(acct)
+        )
+        assert len(rest.json()["items"]) == 1
+        assert rest.json()["next_cursor"] is None
         assert sorted(r["json"]["phone"] for r in await fake.requests("/outbound01/")) == phones
         assert len(await fake.requests("/outbound02/")) == 3  # arrived, still unanswered
         assert await fake.requests("/outbound04/") == []
