@@ -210,6 +210,7 @@ async def test_target_validation_roles_and_tenancy(start_service: StartService, 
                 "headers.Bad Name",
             ),
             ({"type": "TM", "system": "08", "project": "p"}, "system"),
+            ({"type": "TM", "system": "001", "project": "p"}, "system"),
             ({"type": "TM", "system": "01"}, "project"),
             ({"type": "FAX", "system": "01", "project": "p"}, "type"),
         ]:
@@ -226,7 +227,7 @@ async def test_target_validation_roles_and_tenancy(start_service: StartService, 
         assert (
             await c.post(url, json={"type": "TM", "system": "01", "project": "p"}, headers=viewer)
         ).status_code == 403
-        created = await c.post(url, json={"type": "TM", "system": "1", "project": "p"}, headers=me)
+        created = await c.post(url, json={"type": "TM", "system": 1, "project": "p"}, headers=me)
         assert created.status_code == 201
         assert created.json()["system"] == "01"
         target = created.json()

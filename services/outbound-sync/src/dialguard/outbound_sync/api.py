@@ -45,7 +45,7 @@ class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["TM", "MANUAL"]
-    system: str | None = Field(default=None, max_length=2)
+    system: str | int | None = None
     project: str | None = Field(default=None, min_length=1, max_length=200)
     expires_in_days: int | None = Field(default=None, ge=1, le=36500)
     url: str | None = Field(default=None, max_length=2048)
@@ -61,7 +61,7 @@ class TargetPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    system: str | None = Field(default=None, max_length=2)
+    system: str | int | None = None
     project: str | None = Field(default=None, min_length=1, max_length=200)
     expires_in_days: int | None = Field(default=None, ge=1, le=36500)
     url: str | None = Field(default=None, max_length=2048)
@@ -78,7 +78,7 @@ def _invalid(field: str, reason: str, code: str = "validation_error") -> ApiErro
 def validated_settings(kind: str, values: dict[str, Any]) -> dict[str, Any]:
     """The columns a target of this type stores, or a 422 naming the first bad field."""
     if kind == "TM":
-        system = str(values.get("system") or "")
+        system = str(values.get("system") if values.get("system") is not None else "")
         if not re.fullmatch(r"0?[1-7]", system):
             raise _invalid("system", "must be an Outbound server number 01..07")
         project = (values.get("project") or "").strip()
