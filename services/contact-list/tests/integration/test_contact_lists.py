@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -252,3 +253,85 @@ async def test_roles_tenancy_and_delete_confirmation(start_service: StartService
             await c.delete(f"/v1/contact-lists/{cl['id']}?confirm=true", headers=auth())
         ).status_code == 204
         assert (await c.get(f"/v1/contact-lists/{cl['id']}", headers=auth())).status_code == 404
+
+
+XLS_FIXTURE = Path(__file__).resolve().parents[4] / "libs" / "files" / "tests" / "fixtures" / "contacts.xls"
+
+
+def _xlsx(rows: list[list[Any]]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+async def _import_bytes(
+    c: httpx.AsyncClient, list_id: str, content: bytes, name: str, **form: str
+) -> dict[str, Any]:
+    r = await upload(c, list_id, content, name=name, **form)
+    assert r.status_code == 202, r.text
+    validated = await wait_status(c, r.json()["import_id"], "validated")
+    assert (await c.post(f"/v1/imports/{validated['id']}/commit", headers=auth())).status_code == 202
+    return await wait_status(c, validated["id"], "completed")
+
+
+async def test_xlsx_and_xls_files_import(start_service: StartService) -> None:
+    svc = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        sheet_list = await create_list(c, name_column="Name")
+        content = _xlsx(
+            [["Phone", "Name", "Debt"], [12672345678, "Ann", 75.25], ["+44 20 7946 0958", "Bob", 3]]
+        )
+        done = await _import_bytes(c, sheet_list["id"], content, "clients.xlsx")
+        assert done["counts"]["imported"] == 2
+        items = (await c.get(f"/v1/contact-lists/{sheet_list['id']}/contacts", headers=auth())).json()[
+            "items"
+        ]
+        assert [(x["name"], x["units"][0]["value"], x["fields"]) for x in items] == [
+            ("Ann", "12672345678", {"Debt": "75.25"}),
+            ("Bob", "442079460958", {"Debt": "3"}),
+        ]
+        old_excel = await create_list(c)
+        done = await _import_bytes(
+            c, old_excel["id"], XLS_FIXTURE.read_bytes(), "contacts.xls", skip_rows="1"
+        )
+        assert done["counts"]["imported"] == 2
+        got = (await c.get(f"/v1/contact-lists/{old_excel['id']}", headers=auth())).json()
+        assert got["columns"] == ["phone", "email", "joined", "amount", "active"]
+
+
+async def test_text_list_and_ambiguous_phones(start_service: StartService) -> None:
+    svc = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        email_list = await create_list(
+            c, kind="text", channel="email", name_column="full_name", unique_id_column="id"
+        )
+        # The NovaTalks sample, with the email (the channel's client id) first.
+        await import_file(
+            c,
+            email_list["id"],
+            "email,id,full_name,debt\nstonadya@ukr.net,1,nadya,75.25\nnadiia@com.ua,2,nadiia,150.5\nnot-an-email,3,x,1\n",
+        )
+        items = (await c.get(f"/v1/contact-lists/{email_list['id']}/contacts", headers=auth())).json()[
+            "items"
+        ]
+        assert [(x["external_id"], x["units"][0]["type"], x["units"][0]["channel"]) for x in items] == [
+            ("1", "email", "email"),
+            ("2", "email", "email"),
+        ]
+
+        phones = await create_list(c)
+        r = await upload(c, phones["id"], "phone\n2032345678\n12672345678\n")
+        imp = await wait_status(c, r.json()["import_id"], "validated")
+        assert (imp["valid"], imp["invalid"]) == (1, 1)
+        report = list(
+            csv.reader(io.StringIO((await c.get(f"/v1/imports/{imp['id']}/errors", headers=auth())).text))
+        )
+        assert report[1][:3] == ["2", "2032345678", "ambiguous_phone"]
+        assert "12032345678" in report[1][3]
+        national = await upload(c, phones["id"], "phone\n2032345678\n", phone_format="national")
+        imp = await wait_status(c, national.json()["import_id"], "validated")
+        assert (imp["valid"], imp["invalid"]) == (1, 0)

@@ -64,12 +64,23 @@ def _invalid(field: str, reason: str, code: str = "validation_error") -> ApiErro
     return ApiError(422, code, f"{field}: {reason}", [{"field": field, "reason": reason}])
 
 
-def _open(path: str, filename: str) -> Table:
-    """Sniff (csv / xls / xlsx only) and open with a required header row."""
-    with open(path, "rb") as fh:
+def _open(upload: Upload, skip_rows: int) -> Table:
+    """Sniff (csv / xls / xlsx only) and open with a required header row (after skip_rows title rows)."""
+    with open(upload.path, "rb") as fh:
         head = fh.read(8192)
-    kind = detect_kind(filename, head, ALLOWED_KINDS)
-    return open_table(path, kind, has_header=True)
+    kind = detect_kind(upload.filename, head, ALLOWED_KINDS)
+    if kind in ("xlsx", "xls") and not upload.path.endswith(f".{kind}"):
+        # openpyxl refuses a path without a spreadsheet extension, and the spooled upload has none.
+        os.rename(upload.path, f"{upload.path}.{kind}")
+        upload.path = f"{upload.path}.{kind}"
+    return open_table(upload.path, kind, skip_rows=skip_rows, has_header=True)
+
+
+def _skip_rows(upload: Upload) -> int:
+    raw = (upload.field("skip_rows") or "0").strip()
+    if not raw.isdigit() or int(raw) > 1000:
+        raise _invalid("skip_rows", "integer 0-1000: title rows above the header")
+    return int(raw)
 
 
 def _options(request: Request, upload: Upload) -> tuple[str, Any]:
@@ -99,7 +110,7 @@ async def start_import(list_id: uuid.UUID, request: Request, principal: Manager)
     try:
         region, phone_format = _options(request, upload)
         try:
-            table = await asyncio.to_thread(_open, upload.path, upload.filename)
+            table = await asyncio.to_thread(_open, upload, _skip_rows(upload))
         except FileError as exc:
             raise _file_error(exc) from exc
         header = [h.strip() for h in table.header or []]
