@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from dialguard.events import Envelope
 from dialguard.events.topics import LEADS_STOPPED, SUPPRESSION_CHANGES
@@ -157,6 +158,70 @@ async def test_check_honours_channel_sender_and_request_order(start_service: Sta
         )
         assert too_many.status_code == 422
         assert (await c.get("/v1/check", params={"type": "phone", "value": PHONE})).status_code == 401
+
+
+async def test_check_input_errors_auth_metrics_and_openapi(start_service: StartService) -> None:
+    sup = await start_service("suppression")
+    dialer = auth("acme", ["DIALER"])
+    async with httpx.AsyncClient(base_url=sup.base_url) as c:
+        bad_queries = [
+            ({"value": PHONE}, "type"),
+            ({"type": "fax", "value": PHONE}, "type"),
+            ({"type": "phone"}, "value"),
+            ({"type": "phone", "value": PHONE, "channel": "pigeon"}, "channel"),
+            ({"type": "phone", "value": PHONE, "region": "usa"}, "region"),
+            ({"type": "phone", "value": "12345"}, "value"),
+        ]
+        for params, field in bad_queries:
+            r = await c.get("/v1/check", params=params, headers=dialer)
+            assert r.status_code == 422, (params, r.text)
+            assert r.json()["error"]["details"][0]["field"] == field, r.text
+        bad_bodies = [
+            (b"{not json", "body"),
+            (b"[]", "body"),
+            (b'{"identifiers": {}}', "identifiers"),
+            (b'{"identifiers": [{"type": "phone"}]}', "identifiers.0.value"),
+            (
+                b'{"identifiers": [{"type": "phone", "value": "x"}, {"type": "fax", "value": "1"}]}',
+                "identifiers.1.type",
+            ),
+            (b'{"identifiers": [], "channel": "pigeon"}', "channel"),
+            (b'{"identifiers": [], "stoplist_ids": ["nope"]}', "stoplist_ids"),
+        ]
+        for body, field in bad_bodies:
+            r = await c.post(
+                "/v1/check", content=body, headers={**dialer, "content-type": "application/json"}
+            )
+            assert r.status_code == 422, (body, r.text)
+            assert r.json()["error"]["details"][0]["field"] == field, r.text
+        huge = await c.post("/v1/check", content=b" " * (8 * 1024 * 1024 + 1), headers=dialer)
+        assert huge.status_code == 413
+        assert huge.json()["error"]["code"] == "payload_too_large"
+        assert (await c.post("/v1/check", json={"identifiers": []}, headers=dialer)).json() == {"results": []}
+
+        no_role = await c.get(
+            "/v1/check", params={"type": "phone", "value": PHONE}, headers=auth("acme", ["AUDITOR"])
+        )
+        assert no_role.status_code == 403
+        assert no_role.json()["error"]["code"] == "forbidden"
+        forged = await c.get(
+            "/v1/check", params={"type": "phone", "value": PHONE}, headers={"Authorization": "Bearer x.y.z"}
+        )
+        assert forged.status_code == 401
+        assert forged.json()["error"]["code"] == "invalid_token"
+
+        metrics = (await c.get("/metrics")).text
+        seen = {
+            (s.labels["method"], s.labels["status"])
+            for family in text_string_to_metric_families(metrics)
+            if family.name == "dialguard_http_request_seconds"
+            for s in family.samples
+            if s.name.endswith("_count") and s.labels["route"] == "/v1/check"
+        }
+        assert {("GET", "422"), ("POST", "413"), ("GET", "401"), ("POST", "200")} <= seen
+        paths = (await c.get("/openapi.json")).json()["paths"]
+        assert {"get", "post"} <= set(paths["/v1/check"])
+        assert "requestBody" in paths["/v1/check"]["post"]
 
 
 async def test_truncate_needs_the_password(start_service: StartService) -> None:

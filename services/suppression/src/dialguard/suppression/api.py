@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -20,7 +19,7 @@ from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, READERS, Prin
 from dialguard.platform.errors import ApiError, not_found
 from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from dialguard.suppression import repository as repo
-from dialguard.suppression.checks import prepare, run_checks
+from dialguard.suppression.check_http import answer_batch, answer_one
 from dialguard.suppression.domain import NewEntry
 from dialguard.suppression.handlers import (
     Suppression,
@@ -429,13 +428,8 @@ async def truncate(
     return {"removed": len(rows)}
 
 
-def _result(item: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"identifier": item.raw, "suppressed": bool(item.matches)}
-    if item.error is not None:
-        out["error"] = {"code": item.error.code, "message": item.error.reason}
-    return out
-
-
+# GET and POST /v1/check are answered by check_http.CheckFastPath before routing; these declarations
+# give them their OpenAPI entries and run the same functions should a request reach them.
 @router.get("/check")
 async def check_one(
     request: Request,
@@ -446,105 +440,23 @@ async def check_one(
     sender: Annotated[str | None, Query(max_length=256)] = None,
     region: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
 ) -> dict[str, Any]:
-    items = prepare([{"type": type, "value": value}], region=_region(request, region))
-    if items[0].error is not None and not items[0].readings:
-        err = items[0].error
-        raise ApiError(
-            422, err.code, f"invalid identifier: {err.reason}", [{"field": "value", "reason": err.reason}]
-        )
-    await run_checks(
-        _svc(request),
-        items,
-        account_id=principal.account_id,
-        channel=channel,
-        sender=sender,
-        stoplist_ids=None,
+    query = {"type": type, "value": value, "channel": channel, "sender": sender, "region": region}
+    answer: dict[str, Any] = await answer_one(
+        _svc(request), principal, {k: v for k, v in query.items() if v is not None}, _region(request, None)
     )
-    item = items[0]
-    return {
-        "identifier": {"type": type, "value": value},
-        "readings": [{"type": t, "value": v} for t, v in item.readings],
-        "suppressed": bool(item.matches),
-        "matches": item.matches,
-    }
+    return answer
 
 
-@router.post("/check")
+def _check_in_schema() -> dict[str, Any]:
+    """CheckIn's JSON Schema for OpenAPI (the body is parsed by hand, so FastAPI cannot derive it)."""
+    schema = CheckIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+@router.post("/check", openapi_extra=_check_in_schema())
 async def check_batch(request: Request, principal: Checker) -> Response:
     """Hand-parsed with orjson: at 10,000 ids per request pydantic's model parse costs more than the lookup."""
-    body = await _check_body(request)
-    items = prepare(body.identifiers_raw, region=_region(request, body.region), validate=False)
-    await run_checks(
-        _svc(request),
-        items,
-        account_id=principal.account_id,
-        channel=body.channel,
-        sender=body.sender,
-        stoplist_ids=body.stoplist_ids,
-    )
-    return Response(orjson.dumps({"results": [_result(i) for i in items]}), media_type="application/json")
-
-
-class _CheckBody:
-    __slots__ = ("channel", "identifiers_raw", "region", "sender", "stoplist_ids")
-
-    def __init__(self) -> None:
-        self.identifiers_raw: list[dict[str, Any]] = []
-        self.channel: str | None = None
-        self.sender: str | None = None
-        self.stoplist_ids: list[uuid.UUID] | None = None
-        self.region: str | None = None
-
-
-_ID_TYPES = frozenset(("phone", "email", "person_id", "client_id"))
-_CHANNELS = frozenset(("voice", "sms", "whatsapp", "viber", "email", "messenger"))
-
-
-def _invalid(field: str, reason: str) -> ApiError:
-    return ApiError(422, "validation_error", f"invalid input: {field}", [{"field": field, "reason": reason}])
-
-
-async def _check_body(request: Request) -> _CheckBody:
     raw = await request.body()
-    if len(raw) > 8 * 1024 * 1024:
-        raise ApiError(413, "payload_too_large", "check body over 8 MB")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _invalid("body", f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _invalid("body", "must be an object")
-    out = _CheckBody()
-    ids = data.get("identifiers")
-    if not isinstance(ids, list):
-        raise _invalid("identifiers", "required list")
-    if len(ids) > MAX_CHECK_IDS:
-        raise _invalid("identifiers", f"at most {MAX_CHECK_IDS} identifiers per request")
-    for i, item in enumerate(ids):
-        if not isinstance(item, dict) or item.get("type") not in _ID_TYPES:
-            raise _invalid(f"identifiers.{i}.type", f"one of {sorted(_ID_TYPES)}")
-        value = item.get("value")
-        if not isinstance(value, str) or not 0 < len(value) <= 512:
-            raise _invalid(f"identifiers.{i}.value", "string of 1-512 characters")
-    out.identifiers_raw = ids
-    channel = data.get("channel")
-    if channel is not None and channel not in _CHANNELS:
-        raise _invalid("channel", f"one of {sorted(_CHANNELS)}")
-    out.channel = channel
-    sender = data.get("sender")
-    if sender is not None and (not isinstance(sender, str) or len(sender) > 256):
-        raise _invalid("sender", "string up to 256 characters")
-    out.sender = sender
-    region = data.get("region")
-    if region is not None and (not isinstance(region, str) or len(region) != 2 or not region.isupper()):
-        raise _invalid("region", "ISO 3166 alpha-2")
-    out.region = region
-    sl = data.get("stoplist_ids")
-    if sl is not None:
-        if not isinstance(sl, list) or len(sl) > 1000:
-            raise _invalid("stoplist_ids", "list of up to 1000 ids")
-        try:
-            out.stoplist_ids = [uuid.UUID(str(s)) for s in sl]
-        except ValueError as exc:
-            raise _invalid("stoplist_ids", "ids must be UUIDs") from exc
-    return out
+    body = await answer_batch(_svc(request), principal, raw, _region(request, None))
+    return Response(body, media_type="application/json")

@@ -21,6 +21,7 @@ from dialguard.suppression.api import router
 from dialguard.suppression.api_files import router as files_router
 from dialguard.suppression.cache import NoCache, SuppressionCache
 from dialguard.suppression.cache_redis import REDIS_ERRORS, RedisSuppressionCache
+from dialguard.suppression.check_http import CheckFastPath
 from dialguard.suppression.config import Settings
 from dialguard.suppression.handlers import Suppression, sweep_expired
 from dialguard.suppression.subscribers import lead_stop_handler
@@ -80,6 +81,13 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
         on_stop=on_stop,
     )
     app.state.suppression = svc
+    app.add_middleware(
+        CheckFastPath,
+        service=SERVICE,
+        svc=lambda: svc,
+        secret=settings.AUTH_JWT_SECRET,
+        region=settings.DEFAULT_PHONE_REGION,
+    )
 
     @app.exception_handler(RedisError)
     async def _cache_down(_: Request, exc: RedisError) -> JSONResponse:

@@ -298,6 +298,34 @@ async def matching_entries(
     return rows
 
 
+async def matching_values(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    id_type: str,
+    values: Sequence[str],
+    channel: str | None,
+    sender: str | None,
+    stoplist_ids: Sequence[uuid.UUID] | None,
+) -> list[str]:
+    """Cache keys ('type:value') of the values with a live entry that applies (batch checks need no details)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT DISTINCT id_type || ':' || value FROM entries
+           WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
+             AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
+             AND ($5::text IS NULL OR sender IS NULL OR sender = $5)
+             AND (expires_at IS NULL OR expires_at > now())
+             AND ($6::uuid[] IS NULL OR stoplist_id = ANY($6::uuid[]))""",
+        account_id,
+        id_type,
+        list(values),
+        channel,
+        sender,
+        list(stoplist_ids) if stoplist_ids else None,
+    )
+    return [r[0] for r in rows]
+
+
 async def expired_accounts(conn: asyncpg.Connection, *, limit: int = 100) -> list[str]:
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT DISTINCT account_id FROM (SELECT account_id FROM entries WHERE expires_at <= now() LIMIT 10000) t LIMIT $1",
