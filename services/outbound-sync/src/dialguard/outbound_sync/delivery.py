@@ -144,6 +144,7 @@ class DeliveryWorker:
         """The dispatcher loop (runtime.background)."""
         try:
             while True:
+                self._wake.clear()  # before looking: a wake that arrives while we look is not lost
                 try:
                     await self._dispatch()
                 except asyncio.CancelledError:
@@ -152,7 +153,6 @@ class DeliveryWorker:
                     log.warning("delivery dispatch failed", error=repr(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.DELIVERY_POLL_S)
-                self._wake.clear()
         finally:
             await self.close()
 
@@ -220,6 +220,19 @@ class DeliveryWorker:
 
     async def _lane(self, target_id: uuid.UUID) -> None:
         """Rounds of lease, send (bounded concurrency), record, until nothing is due or the breaker opens."""
+        try:
+            rounds = await self._rounds(target_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the rows stay leased and go out again when the lease ends
+            log.warning("delivery lane failed", target_id=str(target_id), error=repr(exc))
+            return
+        if rounds:
+            self._wake.set()  # rows that arrived while this lane was finishing go out now, not at the next poll
+
+    async def _rounds(self, target_id: uuid.UUID) -> int:
+        """How many rounds went out; 0 when nothing could be claimed."""
+        rounds = 0
         breaker = self._breaker(target_id)
         client = self._client(target_id)
         label = str(target_id)
@@ -227,7 +240,7 @@ class DeliveryWorker:
             async with self.pool.acquire() as conn:
                 target = await repo.target_config(conn, target_id=target_id)
                 if target is None or not target["active"]:
-                    return
+                    return rounds
                 rows = await repo.claim(
                     conn,
                     target_id=target_id,
@@ -236,7 +249,8 @@ class DeliveryWorker:
                     owner=self.owner,
                 )
             if not rows:
-                return
+                return rounds
+            rounds += 1
             results = await self._send_round(client, target, rows)
             for result in results:
                 breaker.record(result["status"] == "delivered", result["transient"])
@@ -244,6 +258,7 @@ class DeliveryWorker:
             async with self.pool.acquire() as conn:
                 await repo.record_results(conn, target_id=target_id, owner=self.owner, results=results)
             self._clients[target_id] = (client, time.monotonic())
+        return rounds
 
     async def _send_round(
         self, client: httpx.AsyncClient, target: Any, rows: list[Any]
