@@ -238,6 +238,10 @@ async def test_target_validation_roles_and_tenancy(start_service: StartService, 
         assert (await c.patch(f"/v1/targets/{tid}", json={"active": False}, headers=other)).status_code == 404
         assert (await c.delete(f"/v1/targets/{tid}?confirm=true", headers=other)).status_code == 404
         assert (await c.get(f"/v1/targets/{tid}/deliveries", headers=other)).status_code == 404
+        bogus = await c.get(f"/v1/targets/{tid}/deliveries?status=lost", headers=me)
+        assert bogus.status_code == 400
+        assert bogus.json()["error"]["code"] == "unknown_status"
+        assert bogus.json()["error"]["details"] == ["pending", "delivered", "failed", "dead"]
         assert (await c.get(f"/v1/stoplists/{stoplist}/targets", headers=other)).json()["items"] == []
         assert (await c.get(f"/v1/stoplists/{uuid.uuid4()}/targets/{tid}", headers=me)).status_code == 404
 

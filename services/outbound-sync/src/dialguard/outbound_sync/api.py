@@ -36,7 +36,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "idempotency-key"}
 )
-DeliveryStatus = Literal["pending", "delivered", "failed", "dead"]
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "dead")
 
 
 class TargetIn(BaseModel):
@@ -361,11 +361,16 @@ async def list_deliveries(
     target_id: uuid.UUID,
     request: Request,
     principal: Reader,
-    status: Annotated[list[DeliveryStatus] | None, Query()] = None,
+    status: Annotated[list[str] | None, Query()] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """The request log of a target, newest first."""
+    unknown = sorted(set(status or []) - set(DELIVERY_STATUSES))
+    if unknown:
+        raise ApiError(
+            400, "unknown_status", f"unknown delivery status: {', '.join(unknown)}", list(DELIVERY_STATUSES)
+        )
     await _target_or_404(request, principal, target_id)
     after = decode_cursor(cursor)
     if after is not None and (len(after) != 1 or not isinstance(after[0], int)):
