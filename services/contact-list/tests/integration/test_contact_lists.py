@@ -209,6 +209,12 @@ async def test_bad_files_and_inputs_are_refused_clearly(start_service: StartServ
         assert (mixed.status_code, mixed.json()["error"]["code"]) == (422, "columns_mismatch")
         assert mixed.json()["error"]["details"][0]["expected"] == ["phone", "city"]
 
+        # Before any commit, the first upload still on its way in sets the columns.
+        fresh = await create_list(c)
+        assert (await upload(c, fresh["id"], "phone,city\n12672345678,Boston\n")).status_code == 202
+        pending_mixed = await upload(c, fresh["id"], "phone,town\n12672345679,Boston\n")
+        assert (pending_mixed.status_code, pending_mixed.json()["error"]["code"]) == (422, "columns_mismatch")
+
         bad_kind = await c.post("/v1/contact-lists", json={"name": "x", "kind": "fax"}, headers=auth())
         assert bad_kind.status_code == 422
         text_no_channel = await c.post(

@@ -99,6 +99,17 @@ def _options(request: Request, upload: Upload) -> tuple[str, Any]:
     return region, phone_format
 
 
+async def _pending_columns(rt: ServiceRuntime, list_id: uuid.UUID) -> list[str] | None:
+    """Before any commit, the first file is the earliest upload still on its way in."""
+    async with rt.pool.acquire() as conn:
+        columns = await conn.fetchval(
+            """SELECT columns FROM imports WHERE list_id = $1 AND status IN ('analyzing', 'validated', 'running')
+               ORDER BY created_at LIMIT 1""",
+            list_id,
+        )
+    return list(columns) if columns is not None else None
+
+
 @router.post("/contact-lists/{list_id}/imports", status_code=202)
 async def start_import(list_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, str]:
     rt = runtime(request)
@@ -121,12 +132,13 @@ async def start_import(list_id: uuid.UUID, request: Request, principal: Manager)
             plan = plan_columns(header, spec)
         except HeaderError as exc:
             raise _header_error(exc) from exc
-        if list_row["columns"] is not None and not same_columns(list_row["columns"], header):
+        expected = list_row["columns"] or await _pending_columns(rt, list_id)
+        if expected is not None and not same_columns(expected, header):
             raise ApiError(
                 422,
                 "columns_mismatch",
                 "this file's columns differ from the list's first file; upload a file with the same columns",
-                [{"field": "file", "expected": list(list_row["columns"]), "got": header}],
+                [{"field": "file", "expected": list(expected), "got": header}],
             )
     except BaseException:
         upload.close()
