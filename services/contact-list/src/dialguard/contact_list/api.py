@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from dialguard.contact_list import handlers
 from dialguard.contact_list import repository as repo
 from dialguard.contact_list.domain import STATUSES, next_run
-from dialguard.contact_list.filters import ContactFilter, add_matching
+from dialguard.contact_list.filters import ContactFilter
 from dialguard.contact_list.outgoing import campaign_link
 from dialguard.events.envelope import format_time
 from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
@@ -150,8 +151,7 @@ def contact_out(row: Any, units: list[Any]) -> dict[str, Any]:
     }
 
 
-async def create_list(rt: ServiceRuntime, principal: Principal, body: ContactListIn) -> dict[str, Any]:
-    """Insert the list; a filter list is filled at once from the account's matching contacts."""
+async def _create(rt: ServiceRuntime, principal: Principal, body: ContactListIn) -> dict[str, Any]:
     check_settings(body)
     now = datetime.now(UTC)
     values = {
@@ -171,24 +171,19 @@ async def create_list(rt: ServiceRuntime, principal: Principal, body: ContactLis
         "next_auto_add_at": next_run(body.auto_add_cron, now) if body.auto_add else None,
         "created_by": principal.sub,
     }
-    async with rt.pool.acquire() as conn, conn.transaction():
-        list_id = await repo.insert_list(conn, account_id=principal.account_id, values=values)
-        if body.filter is not None:
-            list_row = await repo.lock_list(conn, account_id=principal.account_id, list_id=list_id)
-            await add_matching(rt, conn, list_row=list_row, flt=body.filter)
-        row = await repo.get_list(conn, account_id=principal.account_id, list_id=list_id)
+    row = await handlers.create_list(rt, account_id=principal.account_id, values=values, flt=body.filter)
     return list_out(row)
 
 
 @router.post("/contact-lists", status_code=201)
 async def create(body: ContactListIn, request: Request, principal: Manager) -> dict[str, Any]:
-    return await create_list(runtime(request), principal, body)
+    return await _create(runtime(request), principal, body)
 
 
 @router.post("/contact-lists:from-filter", status_code=201)
 async def create_from_filter(body: FromFilterIn, request: Request, principal: Manager) -> dict[str, Any]:
     full = ContactListIn(**body.model_dump(), source="filter")
-    return await create_list(runtime(request), principal, full)
+    return await _create(runtime(request), principal, full)
 
 
 @router.get("/contact-lists")
@@ -249,9 +244,8 @@ async def get_one(list_id: uuid.UUID, request: Request, principal: Reader) -> di
 @router.delete("/contact-lists/{list_id}", status_code=204)
 async def delete(list_id: uuid.UUID, request: Request, principal: Manager, confirm: bool = False) -> Response:
     confirm_or_400(confirm)
-    async with runtime(request).pool.acquire() as conn:
-        if not await repo.delete_list(conn, account_id=principal.account_id, list_id=list_id):
-            raise not_found("contact list")
+    if not await handlers.delete_list(runtime(request), account_id=principal.account_id, list_id=list_id):
+        raise not_found("contact list")
     return Response(status_code=204)
 
 

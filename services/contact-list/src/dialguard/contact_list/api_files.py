@@ -99,17 +99,6 @@ def _options(request: Request, upload: Upload) -> tuple[str, Any]:
     return region, phone_format
 
 
-async def _pending_columns(rt: ServiceRuntime, list_id: uuid.UUID) -> list[str] | None:
-    """Before any commit, the first file is the earliest upload still on its way in."""
-    async with rt.pool.acquire() as conn:
-        columns = await conn.fetchval(
-            """SELECT columns FROM imports WHERE list_id = $1 AND status IN ('analyzing', 'validated', 'running')
-               ORDER BY created_at LIMIT 1""",
-            list_id,
-        )
-    return list(columns) if columns is not None else None
-
-
 @router.post("/contact-lists/{list_id}/imports", status_code=202)
 async def start_import(list_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, str]:
     rt = runtime(request)
@@ -132,7 +121,8 @@ async def start_import(list_id: uuid.UUID, request: Request, principal: Manager)
             plan = plan_columns(header, spec)
         except HeaderError as exc:
             raise _header_error(exc) from exc
-        expected = list_row["columns"] or await _pending_columns(rt, list_id)
+        async with rt.pool.acquire() as conn:
+            expected = list_row["columns"] or await repo.pending_columns(conn, list_id=list_id)
         if expected is not None and not same_columns(expected, header):
             raise ApiError(
                 422,
@@ -145,16 +135,15 @@ async def start_import(list_id: uuid.UUID, request: Request, principal: Manager)
         raise
     import_id = uuid.uuid4()
     async with rt.pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO imports (id, account_id, list_id, status, filename, columns, created_by, worker)
-               VALUES ($1, $2, $3, 'analyzing', $4, $5, $6, $7)""",
-            import_id,
-            principal.account_id,
-            list_id,
-            upload.filename,
-            header,
-            principal.sub,
-            socket.gethostname(),
+        await repo.insert_import(
+            conn,
+            import_id=import_id,
+            account_id=principal.account_id,
+            list_id=list_id,
+            filename=upload.filename,
+            columns=header,
+            actor=principal.sub,
+            worker=socket.gethostname(),
         )
     job = ValidationJob(
         import_id, principal.account_id, list_id, table, upload.detach(), plan, region, phone_format
@@ -165,9 +154,7 @@ async def start_import(list_id: uuid.UUID, request: Request, principal: Manager)
 
 async def _import_row(rt: ServiceRuntime, principal: Principal, import_id: uuid.UUID) -> Any:
     async with rt.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT * FROM imports WHERE id = $1 AND account_id = $2", import_id, principal.account_id
-        )
+        row = await repo.get_import(conn, account_id=principal.account_id, import_id=import_id)
     if row is None:
         raise not_found("import")
     return row
@@ -204,12 +191,7 @@ async def import_errors(import_id: uuid.UUID, request: Request, principal: Reade
 async def commit(import_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, Any]:
     rt = runtime(request)
     async with rt.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            """UPDATE imports SET status = 'running' WHERE id = $1 AND account_id = $2 AND status = 'validated'
-               RETURNING *""",
-            import_id,
-            principal.account_id,
-        )
+        row = await repo.start_commit(conn, account_id=principal.account_id, import_id=import_id)
     if row is None:
         current = await _import_row(rt, principal, import_id)
         raise ApiError(
@@ -236,6 +218,17 @@ async def cancel(import_id: uuid.UUID, request: Request, principal: Manager) -> 
             [{"status": imp["status"]}],
         )
     return import_out(row)
+
+
+async def _field_names(rt: ServiceRuntime, list_row: Any) -> list[str]:
+    """A file list's field columns come from its columns; a filter list's from its contacts."""
+    if list_row["columns"] is not None:
+        spec = ListSpec(
+            list_row["kind"], list_row["channel"], list_row["unique_id_column"], list_row["name_column"]
+        )
+        return [label for _, label in plan_columns(list_row["columns"], spec).field_columns]
+    async with rt.pool.acquire() as conn:
+        return await repo.field_names(conn, list_id=list_row["id"])
 
 
 def _export_row(contact: Any, units: list[Any], field_names: list[str]) -> list[Any]:
@@ -265,12 +258,7 @@ async def export(
         raise ApiError(400, "unknown_status", f"unknown status {status!r}", list(STATUSES))
     rt = runtime(request)
     list_row = await list_or_404(rt, principal, list_id)
-    async with rt.pool.acquire() as conn:
-        names = await conn.fetch(
-            "SELECT DISTINCT jsonb_object_keys(fields) AS k FROM contacts WHERE list_id = $1 ORDER BY 1",
-            list_id,
-        )
-    field_names = [r["k"] for r in names]
+    field_names = await _field_names(rt, list_row)
     header = ["contact_id", "external_id", "name", "status", "timezone", "units", *field_names]
 
     async def pages() -> AsyncIterator[list[list[Any]]]:

@@ -114,6 +114,70 @@ async def units_of(conn: asyncpg.Connection, contact_ids: Sequence[uuid.UUID]) -
     return out
 
 
+# --- imports ---------------------------------------------------------------------------------------
+
+
+async def insert_import(
+    conn: asyncpg.Connection,
+    *,
+    import_id: uuid.UUID,
+    account_id: str,
+    list_id: uuid.UUID,
+    filename: str,
+    columns: list[str],
+    actor: str,
+    worker: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO imports (id, account_id, list_id, status, filename, columns, created_by, worker)
+           VALUES ($1, $2, $3, 'analyzing', $4, $5, $6, $7)""",
+        import_id,
+        account_id,
+        list_id,
+        filename,
+        columns,
+        actor,
+        worker,
+    )
+
+
+async def get_import(
+    conn: asyncpg.Connection, *, account_id: str, import_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM imports WHERE id = $1 AND account_id = $2", import_id, account_id
+    )
+
+
+async def start_commit(
+    conn: asyncpg.Connection, *, account_id: str, import_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """validated → running, atomically: a second commit call finds nothing to start."""
+    return await conn.fetchrow(
+        """UPDATE imports SET status = 'running' WHERE id = $1 AND account_id = $2 AND status = 'validated'
+           RETURNING *""",
+        import_id,
+        account_id,
+    )
+
+
+async def pending_columns(conn: asyncpg.Connection, *, list_id: uuid.UUID) -> list[str] | None:
+    """Before any commit, the first file is the earliest upload still on its way in."""
+    columns = await conn.fetchval(
+        """SELECT columns FROM imports WHERE list_id = $1 AND status IN ('analyzing', 'validated', 'running')
+           ORDER BY created_at LIMIT 1""",
+        list_id,
+    )
+    return list(columns) if columns is not None else None
+
+
+async def field_names(conn: asyncpg.Connection, *, list_id: uuid.UUID) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT jsonb_object_keys(fields) AS k FROM contacts WHERE list_id = $1 ORDER BY 1", list_id
+    )
+    return [r["k"] for r in rows]
+
+
 # --- suppression projection -------------------------------------------------------------------------
 
 
