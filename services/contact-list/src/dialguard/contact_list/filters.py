@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import asyncpg
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from dialguard.contact_list.domain import next_run
 from dialguard.contact_list.outgoing import publish_contacts_imported
@@ -23,17 +23,35 @@ UnitType = Literal["phone", "email", "person_id", "client_id"]
 
 
 class ContactFilter(BaseModel):
-    """Criteria over existing contacts; every given criterion must hold (AND)."""
+    """Criteria over existing contacts; every given criterion must hold (AND). An unknown criterion is refused
+    rather than ignored: ignoring it would select more people than the operator meant to contact."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    channel: ChannelName | None = Field(default=None, description="has a unit on this channel")
-    unit_type: UnitType | None = Field(default=None, description="has a unit of this type")
+    channel: ChannelName | None = Field(
+        default=None,
+        validation_alias=AliasChoices("channel", "channel_type"),
+        description="has a unit on this channel",
+    )
+    unit_type: UnitType | None = Field(
+        default=None,
+        validation_alias=AliasChoices("unit_type", "type"),
+        description="has a unit of this type",
+    )
     callable_channel_only: bool = Field(default=False, description="the channel's unit must be callable")
-    statuses: list[Status] | None = Field(default=None, max_length=6)
+    statuses: list[Status] | None = Field(
+        default=None, max_length=6, validation_alias=AliasChoices("statuses", "status")
+    )
     fields: dict[str, str] | None = Field(default=None, description="field values that must match exactly")
-    list_ids: list[uuid.UUID] | None = Field(default=None, max_length=1000)
+    list_ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=1000, validation_alias=AliasChoices("list_ids", "contact_list_ids")
+    )
     name_contains: str | None = Field(default=None, max_length=200)
+
+    @field_validator("statuses", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 # Originals only (source_contact_id IS NULL): a contact copied into a filter list is not found again.
