@@ -12,6 +12,7 @@ import structlog
 
 from dialguard.contact_list import repository as repo
 from dialguard.contact_list.domain import after_call
+from dialguard.events import Envelope
 from dialguard.events.payloads import CallResult, LeadActionApplied, LeadsMoved, SuppressionChanged
 from dialguard.identifiers import InvalidIdentifier, identifier_readings
 from dialguard.messaging.consumer import Batch
@@ -22,6 +23,13 @@ PLANNING_ACTIONS = frozenset(
     {"READY_LEADS", "RESET_LEADS", "DIALER_REFRESH", "CALLBACK_LEADS", "MOVE_TO_CAMPAIGN"}
 )
 Handler = Callable[[Batch], Awaitable[None]]
+
+
+def _bind(env: Envelope) -> None:
+    """Log lines of this event's processing carry its ids (a poison event is then easy to trace)."""
+    structlog.contextvars.bind_contextvars(
+        event_id=str(env.event_id), correlation_id=env.correlation_id, account_id=env.account_id
+    )
 
 
 def _readings(id_type: str, value: str, region: str) -> list[str]:
@@ -42,6 +50,7 @@ def suppression_handler(*, region: str) -> Handler:
         keys: set[tuple[str, str, str]] = set()
         for event in batch.events:
             env = event.envelope
+            _bind(env)
             p = SuppressionChanged.model_validate(env.payload)
             entry = p.entry
             key = (env.account_id, entry.entry_id)
@@ -79,6 +88,7 @@ def lifecycle_handler(*, region: str) -> Handler:
         details: dict[int, CallResult] = {}
         for i, event in enumerate(batch.events):
             env = event.envelope
+            _bind(env)
             if env.event_type == "LeadsMoved":
                 await _moved(batch, env.account_id, LeadsMoved.model_validate(env.payload))
             elif env.event_type == "LeadActionApplied":
