@@ -17,6 +17,7 @@ from dialguard.identifiers import (
     Identifier,
     IdentifierIn,
     InvalidIdentifier,
+    canonical_nanp_region,
     detect_type,
     identifier_readings,
     normalize_email,
@@ -169,6 +170,15 @@ def test_candidates_are_a_superset_of_valid_readings(digits: str, region: str, w
     except InvalidIdentifier:
         return
     assert set(readings) <= set(phone_candidates(raw, region=region))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"1[0-9]{10}", fullmatch=True), st.sampled_from(["US", "CA", "us", "GB", "DE"]))
+def test_canonical_nanp_region_means_the_value_is_its_only_candidate(digits: str, region: str) -> None:
+    if canonical_nanp_region(region):
+        assert phone_candidates(digits, region=region) == (digits,)
+    else:
+        assert region.upper() not in {"US", "CA"}
 
 
 def test_seed_style_international_numbers_without_plus() -> None:

@@ -424,6 +424,12 @@ def normalize_phone(raw: str, *, region: str = "US", phone_format: PhoneFormat |
 _NANP_FAST_REGIONS = frozenset({"US", "CA"})
 
 
+def canonical_nanp_region(region: str) -> bool:
+    """True when, in this region, 11 ASCII digits starting with 1 are their own only candidate
+    (phone_candidates' fast path), so batch callers can skip the call for the dialer's common case."""
+    return _supported_region(region) in _NANP_FAST_REGIONS
+
+
 def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
     """Readings a check looks up, valid or not: a superset of phone_readings, so never a false negative."""
     # An invalid candidate can only fail to match, while keeping it means an entry stored under

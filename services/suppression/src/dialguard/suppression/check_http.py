@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, VIEWER, Principal, authenticate
 from dialguard.platform.errors import ApiError, error_body
 from dialguard.platform.observability import HTTP_LATENCY
-from dialguard.suppression.checks import batch_keys, prepare, run_checks, suppressed_keys
+from dialguard.suppression.checks import ID_TYPES, BadItem, batch_keys, prepare, run_checks, suppressed_keys
 from dialguard.suppression.handlers import Suppression
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,6 @@ CHECK_PATH = "/v1/check"
 CHECK_ROLES = frozenset((DIALER, OUTBOUND_MANAGER, OPS, VIEWER))
 MAX_CHECK_IDS = 10_000
 MAX_CHECK_BODY = 8 * 1024 * 1024
-ID_TYPES = frozenset(("phone", "email", "person_id", "client_id"))
 CHANNELS = frozenset(("voice", "sms", "whatsapp", "viber", "email", "messenger"))
 _REGION = re.compile(r"[A-Z]{2}")
 _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
@@ -110,12 +109,6 @@ async def answer_batch(svc: Suppression, principal: Principal, raw: bytes, defau
         raise invalid("identifiers", "required list")
     if len(ids) > MAX_CHECK_IDS:
         raise invalid("identifiers", f"at most {MAX_CHECK_IDS} identifiers per request")
-    for i, item in enumerate(ids):
-        if type(item) is not dict or item.get("type") not in ID_TYPES:
-            raise invalid(f"identifiers.{i}.type", f"one of {sorted(ID_TYPES)}")
-        value = item.get("value")
-        if type(value) is not str or not 0 < len(value) <= 512:
-            raise invalid(f"identifiers.{i}.value", "string of 1-512 characters")
     channel = _channel(data.get("channel"))
     sender = _optional_text(data.get("sender"), "sender", 256)
     region = _region(data.get("region"), default_region)
@@ -128,7 +121,10 @@ async def answer_batch(svc: Suppression, principal: Principal, raw: bytes, defau
             stoplist_ids = [uuid.UUID(str(s)) for s in sl] or None
         except ValueError as exc:
             raise invalid("stoplist_ids", "ids must be UUIDs") from exc
-    keys, errors = batch_keys(ids, region=region)
+    try:
+        keys, errors = batch_keys(ids, region=region)
+    except BadItem as exc:
+        raise invalid(exc.field, exc.reason) from exc
     found = await suppressed_keys(
         svc,
         list({k for ks in keys for k in ks}),
