@@ -250,6 +250,21 @@ async def test_roles_tenancy_and_delete_confirmation(start_service: StartService
         imp = await import_file(c, cl["id"], "phone\n12672345678\n")
         assert (await c.get(f"/v1/imports/{imp['id']}", headers=other)).status_code == 404
 
+        url = f"/v1/contact-lists/{cl['id']}"
+        link = {"campaign": {"campaign_id": "camp-5", "list_id": "l-5"}, "max_attempts": 5}
+        assert (await c.patch(url, json=link, headers=auth("acme", ["VIEWER"]))).status_code == 403
+        assert (await c.patch(url, json=link, headers=other)).status_code == 404
+        patched = (await c.patch(url, json=link, headers=auth())).json()
+        assert (patched["campaign"], patched["campaign_status"], patched["max_attempts"]) == (
+            {"campaign_id": "camp-5", "list_id": "l-5"},
+            "active",
+            5,
+        )
+        no_auto = await c.patch(url, json={"auto_add": True}, headers=auth())
+        assert no_auto.json()["error"]["details"][0]["field"] == "auto_add"
+        unlinked = (await c.patch(url, json={"campaign": None}, headers=auth())).json()
+        assert (unlinked["campaign"], unlinked["campaign_status"]) == (None, None)
+
         unconfirmed = await c.delete(f"/v1/contact-lists/{cl['id']}", headers=auth())
         assert (unconfirmed.status_code, unconfirmed.json()["error"]["code"]) == (
             400,

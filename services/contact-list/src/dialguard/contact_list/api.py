@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dialguard.contact_list import handlers
 from dialguard.contact_list import repository as repo
@@ -58,6 +58,19 @@ class FromFilterIn(BaseModel):
     campaign: CampaignIn | None = None
     auto_add: bool = False
     auto_add_cron: str = Field(default=DEFAULT_CRON, max_length=100)
+
+
+class ContactListPatch(BaseModel):
+    """Editable settings; the kind, channel and column choices are fixed by the first file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    close_when_all_reached: bool | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    campaign: CampaignIn | None = None
+    auto_add: bool | None = None
+    auto_add_cron: str | None = Field(default=None, max_length=100)
 
 
 def _invalid(field: str, reason: str) -> ApiError:
@@ -239,6 +252,38 @@ async def list_or_404(rt: ServiceRuntime, principal: Principal, list_id: uuid.UU
 @router.get("/contact-lists/{list_id}")
 async def get_one(list_id: uuid.UUID, request: Request, principal: Reader) -> dict[str, Any]:
     return list_out(await list_or_404(runtime(request), principal, list_id))
+
+
+@router.patch("/contact-lists/{list_id}")
+async def update(
+    list_id: uuid.UUID, body: ContactListPatch, request: Request, principal: Manager
+) -> dict[str, Any]:
+    rt = runtime(request)
+    current = await list_or_404(rt, principal, list_id)
+    given = body.model_fields_set
+    changes: dict[str, Any] = {}
+    for name in ("close_when_all_reached", "max_attempts", "auto_add", "auto_add_cron"):
+        if name in given and getattr(body, name) is not None:
+            changes[name] = getattr(body, name)
+    if body.name is not None:
+        changes["name"] = body.name.strip()
+    if "campaign" in given:  # null unlinks
+        changes["campaign_id"] = body.campaign.campaign_id if body.campaign else None
+        changes["campaign_list_id"] = body.campaign.list_id if body.campaign else None
+        changes["campaign_status"] = "active" if body.campaign else None
+    auto_add = changes.get("auto_add", current["auto_add"])
+    cron = changes.get("auto_add_cron", current["auto_add_cron"])
+    if auto_add and current["source"] != "filter":
+        raise _invalid("auto_add", "only a list built from a filter adds new contacts automatically")
+    if {"auto_add", "auto_add_cron"} & changes.keys():
+        try:
+            changes["next_auto_add_at"] = next_run(cron, datetime.now(UTC)) if auto_add else None
+        except (ValueError, KeyError) as exc:
+            raise _invalid("auto_add_cron", str(exc)) from exc
+    row = await handlers.update_list(rt, account_id=principal.account_id, list_id=list_id, changes=changes)
+    if row is None:
+        raise not_found("contact list")
+    return list_out(row)
 
 
 @router.delete("/contact-lists/{list_id}", status_code=204)

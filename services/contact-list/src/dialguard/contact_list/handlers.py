@@ -26,6 +26,18 @@ async def create_list(
     return row
 
 
+async def update_list(
+    rt: ServiceRuntime, *, account_id: str, list_id: uuid.UUID, changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    """Apply validated setting changes; the row as GET shows it afterwards."""
+    async with rt.pool.acquire() as conn, conn.transaction():
+        if changes and not await repo.update_list(
+            conn, account_id=account_id, list_id=list_id, changes=changes
+        ):
+            return None
+        return await repo.get_list(conn, account_id=account_id, list_id=list_id)
+
+
 async def delete_list(rt: ServiceRuntime, *, account_id: str, list_id: uuid.UUID) -> bool:
     """Contacts, units, fingerprints and imports go with the list (ON DELETE CASCADE)."""
     async with rt.pool.acquire() as conn:

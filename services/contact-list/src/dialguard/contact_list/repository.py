@@ -81,6 +81,36 @@ async def page_lists(
     )
 
 
+EDITABLE = frozenset(
+    {
+        "name",
+        "close_when_all_reached",
+        "max_attempts",
+        "campaign_id",
+        "campaign_list_id",
+        "campaign_status",
+        "auto_add",
+        "auto_add_cron",
+        "next_auto_add_at",
+    }
+)
+
+
+async def update_list(
+    conn: asyncpg.Connection, *, account_id: str, list_id: uuid.UUID, changes: dict[str, Any]
+) -> bool:
+    """Set the given columns (names from the fixed EDITABLE set, values as parameters)."""
+    names = [n for n in changes if n in EDITABLE]
+    assignments = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
+    result = await conn.execute(
+        f"UPDATE contact_lists SET {assignments} WHERE account_id = $1 AND id = $2",
+        account_id,
+        list_id,
+        *[changes[n] for n in names],
+    )
+    return bool(result.endswith(" 1"))
+
+
 async def delete_list(conn: asyncpg.Connection, *, account_id: str, list_id: uuid.UUID) -> bool:
     result = await conn.execute(
         "DELETE FROM contact_lists WHERE account_id = $1 AND id = $2", account_id, list_id
