@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from dialguard.events import Envelope
 from dialguard.testing.fixtures import StartService
-from dialguard.testing.helpers import auth
+from dialguard.testing.helpers import SECRET, auth
+from dialguard.testing.services import ServiceProcess, create_database, provision_all, service_env
 
+REPO = Path(__file__).resolve().parents[4]
 PHONES = ["12672345678", "12672345679", "12672345680", "12672345681", "12672345682", "12672345683"]
 
 
@@ -173,6 +176,28 @@ async def make_harness(infra: Any, start_service: StartService) -> AsyncIterator
         await h.close()
 
 
+@pytest.fixture(scope="session")
+async def shared_service(infra: Any) -> AsyncIterator[ServiceProcess]:
+    """One lead-action process for the tests that need no special settings (each uses its own account)."""
+    admin = await create_database(infra.postgres_admin_url)
+    dsns = await provision_all(admin)
+    env = service_env(
+        kafka=infra.kafka_bootstrap,
+        database_url=dsns["lead-action"],
+        redis_url=infra.redis_url,
+        secret=SECRET,
+        group_suffix=f".{uuid.uuid4().hex[:8]}",
+    )
+    proc = ServiceProcess("lead-action", env, REPO / ".local" / "test-logs")
+    await proc.start()
+    yield proc
+    await proc.stop()
+
+
 @pytest.fixture
-async def harness(make_harness: MakeHarness) -> Harness:
-    return await make_harness()
+async def harness(infra: Any, shared_service: ServiceProcess) -> AsyncIterator[Harness]:
+    h = Harness(
+        client=httpx.AsyncClient(base_url=shared_service.base_url, timeout=30.0), kafka=infra.kafka_bootstrap
+    )
+    yield h
+    await h.close()
