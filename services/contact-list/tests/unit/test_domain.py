@@ -13,6 +13,7 @@ from dialguard.contact_list.domain import (
     after_call,
     check_header,
     next_run,
+    normalize_timezone,
     parse_row,
     plan_columns,
     same_columns,
@@ -151,3 +152,14 @@ def test_cron_schedule() -> None:
     assert next_run("0 0 * * *", start) == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
     with pytest.raises(ValueError, match="cron"):
         next_run("every day", start)
+
+
+@pytest.mark.parametrize("raw", ["Europe/Berlin", "UTC", "UTC+3", "+03:00", "GMT-11"])
+def test_timezones_accepted(raw: str) -> None:
+    assert normalize_timezone(raw) == raw
+
+
+@pytest.mark.parametrize("raw", ["Mars/Olympus", "+25:00", "EST5EDT-ish"])
+def test_timezones_refused(raw: str) -> None:
+    with pytest.raises(RowError):
+        normalize_timezone(raw)

@@ -40,6 +40,7 @@ from dialguard.platform.runtime import ServiceRuntime
 MAX_UPLOAD = 20 * 1024 * 1024
 ALLOWED_KINDS = ("csv", "xls", "xlsx")
 EXPORT_FORMATS = ("xlsx", "csv")
+CONSENT_YES = frozenset({"true", "1", "yes", "on"})  # `on` is what an HTML checkbox sends
 router = APIRouter(prefix="/v1", tags=["contact list files"])
 _running: set[asyncio.Task[None]] = set()
 
@@ -84,7 +85,7 @@ def _skip_rows(upload: Upload) -> int:
 
 
 def _options(request: Request, upload: Upload) -> tuple[str, Any]:
-    if (upload.field("consent_confirmed") or "").strip().lower() != "true":
+    if (upload.field("consent_confirmed") or "").strip().lower() not in CONSENT_YES:
         raise _invalid(
             "consent_confirmed",
             "confirm that the clients agreed to give you their numbers or ids (consent_confirmed=true)",

@@ -56,7 +56,7 @@ _TIMEZONE_HEADERS: Final = frozenset({"timezone", "time_zone", "tz"})
 _PRIORITY_HEADERS: Final = frozenset({"priority", "phone_priority"})
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
 _DATA_LIKE = re.compile(r"^(?:[+(]?\d[\d\s().\-/]{3,}|[^@\s]+@[^@\s]+\.[^@\s]+|-?\d+(?:[.,]\d+)?)$")
-_UTC_OFFSET = re.compile(r"^(?:UTC|GMT)?[+-](?:0\d|1[0-4])(?::?[0-5]\d)?$")
+_UTC_OFFSET = re.compile(r"^(?:UTC|GMT)?[+-](?:0?\d|1[0-4])(?::?[0-5]\d)?$")
 
 
 class HeaderError(ValueError):
