@@ -100,7 +100,33 @@ def _options(request: Request, upload: Upload) -> tuple[str, Any]:
     return region, phone_format
 
 
-@router.post("/contact-lists/{list_id}/imports", status_code=202)
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "consent_confirmed"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".csv, .xls or .xlsx, 20 MB max",
+                        },
+                        "consent_confirmed": {"type": "string", "enum": ["true"]},
+                        "skip_rows": {"type": "integer", "minimum": 0, "maximum": 1000},
+                        "region": {"type": "string", "pattern": "^[A-Z]{2}$"},
+                        "phone_format": {"type": "string", "enum": ["international", "national"]},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/contact-lists/{list_id}/imports", status_code=202, openapi_extra=UPLOAD_BODY)
 async def start_import(list_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, str]:
     rt = runtime(request)
     list_row = await list_or_404(rt, principal, list_id)
