@@ -31,6 +31,9 @@ def suppression_handler(svc: LeadService) -> BatchHandler:
         last_flag: dict[tuple[str, str], bool] = {}
         for event in batch.events:  # in offset order: the last event of an entry or phone wins
             env = event.envelope
+            structlog.contextvars.bind_contextvars(
+                event_id=str(env.event_id), correlation_id=env.correlation_id
+            )
             change = SuppressionChanged.model_validate(env.payload)
             entry = change.entry
             if entry.identifier.type != "phone":
@@ -72,6 +75,9 @@ def contact_handler(svc: LeadService, *, region: str) -> BatchHandler:
         groups: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
         for event in batch.events:
             env = event.envelope
+            structlog.contextvars.bind_contextvars(
+                event_id=str(env.event_id), correlation_id=env.correlation_id
+            )
             imported = ContactImported.model_validate(env.payload)
             if imported.campaign is None:
                 continue
@@ -118,6 +124,9 @@ def call_result_handler(svc: LeadService, *, region: str) -> BatchHandler:
         stops: dict[tuple[str, str], str | None] = {}
         for event in batch.events:
             env = event.envelope
+            structlog.contextvars.bind_contextvars(
+                event_id=str(env.event_id), correlation_id=env.correlation_id
+            )
             result = CallResult.model_validate(env.payload)
             lead_id = int(result.lead_id)
             phone = result.identifier.value
