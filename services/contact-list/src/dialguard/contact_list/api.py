@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dialguard.contact_list import handlers
 from dialguard.contact_list import repository as repo
@@ -29,8 +29,15 @@ router = APIRouter(prefix="/v1", tags=["contact lists"])
 
 
 class CampaignIn(BaseModel):
+    """The lead-action campaign and list the contacts feed (ids as lead-action gives them, numbers or text)."""
+
     campaign_id: str = Field(min_length=1, max_length=256)
-    list_id: str = Field(default="", max_length=256)
+    list_id: str = Field(min_length=1, max_length=256)
+
+    @field_validator("campaign_id", "list_id", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ContactListIn(BaseModel):
