@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -325,13 +324,3 @@ def chunks(values: list[Any], size: int = LEADS_MOVED_CHUNK) -> list[list[Any]]:
 def lead_stop_key(account_id: str, phone: str) -> str:
     """Partition key of leads.stopped.v1 (CONTRACT §5)."""
     return f"{account_id}:phone:{phone}"
-
-
-def strip_or_none(value: Any) -> str | None:
-    """Optional text cells: blank is absent."""
-    if value is None:
-        return None
-    with contextlib.suppress(Exception):
-        text = str(value).strip()
-        return text or None
-    return None

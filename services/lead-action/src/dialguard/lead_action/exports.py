@@ -82,7 +82,7 @@ async def build_zip(
         writer.writerow(EXPORT_HEADER)
         after = 0
         while count < max_rows:
-            rows = await repo.matching_rows(
+            rows = await repo.search_leads(
                 conn,
                 account_id=account_id,
                 criteria=criteria,

@@ -13,6 +13,7 @@ from dialguard.events.topics import CALL_RESULTS, CONTACTS_IMPORTED, SUPPRESSION
 from dialguard.lead_action import repository as repo
 from dialguard.lead_action.api import router
 from dialguard.lead_action.api_actions import router as actions_router
+from dialguard.lead_action.api_leads import router as leads_router
 from dialguard.lead_action.config import Settings
 from dialguard.lead_action.handlers import LeadService
 from dialguard.lead_action.ratelimit import RateLimiter, parse_rate
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         runtime,
         title="dialguard lead-action",
-        routers=[enable_pings(runtime), router, actions_router],
+        routers=[enable_pings(runtime), router, leads_router, actions_router],
         on_start=on_start,
     )
     app.state.leads = svc

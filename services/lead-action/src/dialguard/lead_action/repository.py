@@ -251,13 +251,6 @@ async def search_leads(
     )
 
 
-async def matching_rows(
-    conn: asyncpg.Connection, *, account_id: str, criteria: Criteria, after: int, limit: int
-) -> list[asyncpg.Record]:
-    """One page of matching leads in id order (exports stream through these)."""
-    return await search_leads(conn, account_id=account_id, criteria=criteria, after=after, limit=limit)
-
-
 async def update_matching(
     conn: asyncpg.Connection,
     *,
