@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -239,3 +240,28 @@ async def test_call_results_count_passes_once_and_stop_on_do_not_call(harness: A
         {"type": "phone", "value": P1},
         "agent_disposition",
     )
+
+
+async def test_leads_and_entries_arriving_together_never_miss_each_other(harness: Any) -> None:
+    h = harness
+    _, _, lst = await h.campaign()
+    phones = [f"1267555{n:04d}" for n in range(1000, 1020)]
+
+    async def entry(i: int, phone: str) -> None:
+        await h.publish(
+            SUPPRESSION_CHANGES,
+            "SuppressionChanged",
+            _change(phone, "added", True, f"race-{i}"),
+            key=f"{h.account}:phone:{phone}",
+        )
+
+    # Each phone's entry and lead race: uploads and events interleave with no ordering between them.
+    await asyncio.gather(
+        *(entry(i, p) for i, p in enumerate(phones)), *(h.add_leads(lst, [p]) for p in phones)
+    )
+
+    async def all_suppressed() -> bool:
+        leads = await h.leads(lst)
+        return len(leads) == len(phones) and all(x["suppression_causes"] == ["dnc"] for x in leads)
+
+    await wait_for(all_suppressed)
