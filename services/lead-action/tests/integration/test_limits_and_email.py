@@ -16,6 +16,7 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from dialguard.lead_action.exports import sign
+from dialguard.platform.auth import mint_token
 from dialguard.testing.helpers import SECRET, auth, wait_for
 from dialguard.testing.services import free_port
 
@@ -26,14 +27,21 @@ async def test_rate_limits_per_token_answer_429_with_retry_after(make_harness: A
     await h.add_leads(lst, ["12672345678"])
     body = {"campaignLeadSearchCriteria": {"campaignId": camp}}
     url = f"{h.base}/campaignLeads/actions?leadAction=DIALER_REFRESH"
-    manager = auth(h.account)  # one token: limits count per token
+    manager = auth(h.account)
     assert [(await h.client.put(url, json=body, headers=manager)).status_code for _ in range(2)] == [200, 200]
     over = await h.client.put(url, json=body, headers=manager)
     assert over.status_code == 429
     assert over.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(over.headers["Retry-After"]) <= 10
-    other_token = auth(h.account, ["OUTBOUND_MANAGER", "OPS"])
-    assert (await h.client.put(url, json=body, headers=other_token)).status_code == 200
+    # The same client with a freshly minted token keeps its budget; another client has its own.
+    again = mint_token(secret=SECRET, account_id=h.account, roles=["OUTBOUND_MANAGER"], ttl_seconds=999)
+    assert (
+        await h.client.put(url, json=body, headers={"Authorization": f"Bearer {again}"})
+    ).status_code == 429
+    other = mint_token(secret=SECRET, account_id=h.account, roles=["OUTBOUND_MANAGER"], sub="another-client")
+    assert (
+        await h.client.put(url, json=body, headers={"Authorization": f"Bearer {other}"})
+    ).status_code == 200
 
     search = f"{h.base}/campaignLeads/search"
     viewer = auth(h.account, ["VIEWER"])

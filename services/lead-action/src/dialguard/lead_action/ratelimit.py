@@ -55,7 +55,8 @@ def rate_limited(bucket: str, *roles: str) -> Callable[..., Coroutine[Any, Any, 
 
     async def dependency(request: Request, principal: Principal = Depends(authorize)) -> Principal:
         limiter: RateLimiter = request.app.state.limiters[bucket]
-        wait = limiter.retry_after(principal.token_id)
+        # Keyed by the token's identity, not its bytes: a client re-minting tokens keeps its budget.
+        wait = limiter.retry_after(f"{principal.account_id}\x00{principal.sub}")
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             raise ApiError(
