@@ -85,6 +85,16 @@ async def test_small_and_large_batches_agree(redis: aioredis.Redis) -> None:
     assert await single.lookup(acct, keys) == await split.lookup(acct, keys)
 
 
+async def test_few_key_lookups_answer_like_batches(cache: BloomCache) -> None:
+    acct = await _ready(cache, _phones(0, 20_000, 2))
+    keys = [*_phones(0, 4_000), b"email:a@example.com", b"person_id:" + b"x" * 300, b""]
+    batch = await cache.lookup(acct, keys)  # numpy path
+    assert batch is not None
+    for at in range(0, len(keys), 3):  # plain-int path (3 keys per call)
+        assert await cache.lookup(acct, keys[at : at + 3]) == batch[at : at + 3], at
+    assert all(batch[:4_000:2])
+
+
 async def test_never_built_filter_is_not_ready(cache: BloomCache) -> None:
     assert await cache.lookup(_acct(), [b"phone:1"]) is None
     assert (await cache.status(_acct())).state == "absent"

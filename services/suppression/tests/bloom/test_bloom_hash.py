@@ -34,6 +34,27 @@ def test_hash_of_a_key_does_not_depend_on_the_rest_of_the_batch() -> None:
         assert (int(ai[0]), int(bi[0])) == (int(a[i]), int(b[i]))
 
 
+def test_plain_int_hashing_probes_and_encoding_match_numpy() -> None:
+    rng = np.random.default_rng(7)
+    keys = [*_phones(0, 300), b"", b"\0", b"a\0\0", b"x" * 64, b"email:\xc3\xa9@example.com"]
+    keys += [bytes(rng.integers(0, 256, int(rng.integers(0, 80)), dtype=np.uint8)) for _ in range(300)]
+    a, b = bh.hash_keys(keys)
+    for layout in (bh.Layout(nwords=64), bh.plan_layout(1_000_000), bh.Layout(nwords=12345, k1=3, k2=7)):
+        p = bh.probes(layout, a, b)
+        for i, key in enumerate(keys):
+            assert bh.hash_key(key) == (int(a[i]), int(b[i])), key
+            assert bh.probe_key(layout, key) == (int(p.w1[i]), int(p.m1[i]), int(p.w2[i]), int(p.m2[i])), key
+    numbers = np.array([0, 1, 9, 10, 99, 100, 12345, 4_000_000_000], dtype=np.int64)
+    body, order = bh.resp_get_words(numbers)
+    assert order is not None
+    ours = [bh.resp_get_word(int(w)) for w in numbers]
+    assert b"".join(ours[int(i)] for i in order) == body  # reply slot j answers numbers[order[j]]
+    same_width = np.array([100, 555, 999], dtype=np.int64)
+    body, order = bh.resp_get_words(same_width)
+    assert order is None
+    assert body == b"".join(bh.resp_get_word(int(w)) for w in same_width)
+
+
 def test_numpy_byte_arrays_hash_like_lists_of_bytes() -> None:
     keys = [*_phones(0, 1000), b"email:x@y.z"]
     a, b = bh.hash_keys(keys)

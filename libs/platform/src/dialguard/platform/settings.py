@@ -27,7 +27,7 @@ class ServiceSettings(BaseSettings):
     KAFKA_HEARTBEAT_INTERVAL_MS: int = 1_000
     KAFKA_FETCH_MAX_WAIT_MS: int = 500
     CONSUMER_MAX_RECORDS: int = 1_000
-    CONSUMER_BATCH_TIMEOUT_MS: int = 10
+    CONSUMER_BATCH_TIMEOUT_MS: int = 250
     CONSUMER_GROUP_SUFFIX: str = ""
     DB_POOL_MAX: int = 10
 

@@ -179,6 +179,7 @@ _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 _INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
 _GET_HEADER = b"$3\r\nGET\r\n$3\r\ni64\r\n$2\r\n#0\r\n"
 _NOT_READY = None
+_FEW = 8  # up to this many keys, plain-int hashing beats numpy's per-call overhead
 
 
 def _bulk(data: bytes) -> bytes:
@@ -372,6 +373,8 @@ class BloomCache:
             gen = self._gen(descriptor)
             if gen.layout is None:
                 result, seen = await self._lookup_bf(meta, cur, gen, keys)
+            elif len(keys) <= _FEW and not isinstance(keys, np.ndarray):
+                result, seen = await self._lookup_few(meta, cur, gen, keys)
             else:
                 if hashes is None:
                     hashes = bh.hash_keys(keys)
@@ -398,10 +401,13 @@ class BloomCache:
             self._cur_cache.clear()
         self._cur_cache[account_id] = descriptor
 
-    async def _read_words(self, meta: bytes, cur: bytes, gen: Generation, words: bh.I64) -> _Phase:
-        """One atomic MULTI: server incarnation, current descriptor, header and the given words."""
-        body, order = bh.resp_get_words(words + bh.HEADER_WORDS)
-        nargs = 2 + 3 * (1 + int(words.size))
+    async def _read_raw(
+        self, meta: bytes, cur: bytes, gen: Generation, body: bytes, count: int
+    ) -> tuple[str, list[int] | None]:
+        """One atomic MULTI: server incarnation, current descriptor, header and `count` encoded word GETs.
+
+        Returns the descriptor seen and the signed words (header first), or None when they do not count.
+        """
         payload = b"".join(
             (
                 _MULTI,
@@ -409,7 +415,7 @@ class BloomCache:
                 b"*3\r\n$4\r\nHGET\r\n",
                 _bulk(meta),
                 b"$3\r\ncur\r\n",
-                b"*%d\r\n$11\r\nBITFIELD_RO\r\n" % nargs,
+                b"*%d\r\n$11\r\nBITFIELD_RO\r\n" % (2 + 3 * (1 + count)),
                 _bulk(cur),
                 _GET_HEADER,
                 body,
@@ -423,10 +429,18 @@ class BloomCache:
         info, seen_raw, values = result
         seen = _text(seen_raw)
         if seen != gen.descriptor:
-            return _Phase(seen, False, None)
+            return seen, None
         if isinstance(values, BaseException) or not isinstance(values, list):
-            return _Phase(seen, False, None)  # e.g. WRONGTYPE: not a filter we can trust
+            return seen, None  # e.g. WRONGTYPE: not a filter we can trust
         if _run_id(info) != gen.run_id or values[0] != gen.header:
+            return seen, None
+        return seen, values
+
+    async def _read_words(self, meta: bytes, cur: bytes, gen: Generation, words: bh.I64) -> _Phase:
+        """The given data words (0-based, header excluded), read atomically with the generation checks."""
+        body, order = bh.resp_get_words(words + bh.HEADER_WORDS)
+        seen, values = await self._read_raw(meta, cur, gen, body, int(words.size))
+        if values is None:
             return _Phase(seen, False, None)
         got = np.fromiter(values, dtype=np.int64, count=len(values))[1:].view(np.uint64)
         if order is not None:
@@ -434,6 +448,25 @@ class BloomCache:
             placed[order] = got
             got = placed
         return _Phase(seen, True, got)
+
+    async def _lookup_few(
+        self, meta: bytes, cur: bytes, gen: Generation, keys: Sequence[bytes]
+    ) -> tuple[bh.Bools | None, str]:
+        """_lookup_bitmap for a handful of keys in plain ints, one phase (a single check's path)."""
+        assert gen.layout is not None
+        probes = [bh.probe_key(gen.layout, bytes(k)) for k in keys]
+        numbers = [p[0] + bh.HEADER_WORDS for p in probes] + [p[2] + bh.HEADER_WORDS for p in probes]
+        seen, values = await self._read_raw(
+            meta, cur, gen, b"".join([bh.resp_get_word(w) for w in numbers]), len(numbers)
+        )
+        if values is None:
+            return None, seen
+        n = len(probes)
+        hit = [
+            (values[1 + i] & p[1]) == p[1] and (values[1 + n + i] & p[3]) == p[3]  # signed & mask: same bits
+            for i, p in enumerate(probes)
+        ]
+        return np.array(hit, dtype=np.bool_), seen
 
     async def _lookup_bitmap(
         self, meta: bytes, cur: bytes, gen: Generation, a: bh.U64, b: bh.U64

@@ -263,6 +263,49 @@ def test_words(words: U64, masks: U64) -> Bools:
     return np.asarray((words & masks) == masks, dtype=np.bool_)
 
 
+# --- the same arithmetic on plain ints, for a handful of keys --------------------------------
+# numpy's per-call overhead (~1 us per operation) is most of a single check's hashing cost;
+# these give bit-identical results (tests/bloom/test_bloom_hash.py compares them).
+
+_M64 = (1 << 64) - 1
+
+
+def _fmix_int(h: int) -> int:
+    h ^= h >> 33
+    h = (h * int(_F1)) & _M64
+    h ^= h >> 33
+    h = (h * int(_F2)) & _M64
+    return h ^ (h >> 33)
+
+
+def hash_key(key: bytes) -> tuple[int, int]:
+    """hash_keys for one key."""
+    data = key.rstrip(b"\0")
+    h = ((len(data) * int(_MUL)) & _M64) ^ int(_SEED)
+    for j in range(0, len(data), 8):
+        x = ((h ^ int.from_bytes(data[j : j + 8], "little")) * int(_MUL)) & _M64
+        h = x ^ (x >> 32)
+    return _fmix_int(h ^ int(_SALT_A)), _fmix_int(h ^ int(_SALT_B))
+
+
+def probe_key(layout: Layout, key: bytes) -> tuple[int, int, int, int]:
+    """probes() for one key: (first word, its mask, second word, its mask)."""
+    a, b = hash_key(key)
+    m1 = 0
+    for i in range(layout.k1):
+        m1 |= 1 << ((a >> (6 * i)) & 63)
+    m2 = 0
+    for i in range(layout.k2):
+        m2 |= 1 << ((b >> (6 * i)) & 63)
+    return ((a >> 32) * layout.nwords) >> 32, m1, ((b >> 32) * layout.nwords) >> 32, m2
+
+
+def resp_get_word(word_number: int) -> bytes:
+    """resp_get_words for one word number."""
+    digits = b"%d" % word_number
+    return _GET_PREFIX + b"%d\r\n#%s\r\n" % (len(digits) + 1, digits)
+
+
 # --- RESP encoding of "GET i64 #<word>" sub-commands, vectorised --------------------------
 
 _GET_PREFIX = b"$3\r\nGET\r\n$3\r\ni64\r\n$"
