@@ -27,6 +27,9 @@ deps: $(BIN)/python ## install the project and dev tools into .venv
 run: deps ## local stack without Docker + the four services; Ctrl-C stops everything
 	$(BIN)/python tools/run.py
 
+demo: deps ## drives flows (1) and (3) against a running make run stack
+	$(BIN)/python tools/demo.py
+
 lint: deps ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
