@@ -23,8 +23,8 @@ from dialguard.events.topics import (
     LEADS_MOVED,
     SUPPRESSION_CHANGES,
 )
-from dialguard.testing.fixtures import StartService
 from dialguard.testing.helpers import auth, wait_for
+from dialguard.testing.services import ServiceProcess
 
 from .test_contact_lists import create_list, import_file
 
@@ -133,9 +133,9 @@ async def consume(
 
 
 async def test_commit_emits_contact_imported_and_import_completed(
-    infra: Any, start_service: StartService
+    infra: Any, shared_service: ServiceProcess
 ) -> None:
-    svc = await start_service("contact-list")
+    svc = shared_service
     account = f"ev-{uuid.uuid4().hex[:6]}"
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         cl = await create_list(
@@ -183,9 +183,9 @@ async def test_commit_emits_contact_imported_and_import_completed(
 
 
 async def test_suppression_changes_flag_and_unflag_contacts(
-    start_service: StartService, producer: AIOKafkaProducer
+    shared_service: ServiceProcess, producer: AIOKafkaProducer
 ) -> None:
-    svc = await start_service("contact-list")
+    svc = shared_service
     account = f"sup-{uuid.uuid4().hex[:6]}"
     p1, p2, p3, p4 = "12672345671", "12672345672", "12672345673", "12672345674"
 
@@ -245,9 +245,9 @@ async def test_suppression_changes_flag_and_unflag_contacts(
 
 
 async def test_scripted_lifecycle_gives_exact_counts(
-    start_service: StartService, producer: AIOKafkaProducer
+    shared_service: ServiceProcess, producer: AIOKafkaProducer
 ) -> None:
-    svc = await start_service("contact-list")
+    svc = shared_service
     account = f"life-{uuid.uuid4().hex[:6]}"
     phones = [f"1267234560{i}" for i in range(5)]
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import openpyxl
 
-from dialguard.testing.fixtures import StartService
 from dialguard.testing.helpers import auth, wait_for
+from dialguard.testing.services import ServiceProcess
 
 FILE = (
     "phone,first_name,last_name,city,email,timezone\n"
@@ -77,8 +77,8 @@ async def import_file(
     return await wait_status(c, import_id, "completed", account)
 
 
-async def test_validate_report_commit_and_contacts(start_service: StartService) -> None:
-    svc = await start_service("contact-list")
+async def test_validate_report_commit_and_contacts(shared_service: ServiceProcess) -> None:
+    svc = shared_service
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         cl = await create_list(c, name_column="first_name")
         assert cl["counts"] == dict.fromkeys(
@@ -165,8 +165,8 @@ async def test_validate_report_commit_and_contacts(start_service: StartService) 
         assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_format")
 
 
-async def test_unique_id_updates_instead_of_duplicating(start_service: StartService) -> None:
-    svc = await start_service("contact-list")
+async def test_unique_id_updates_instead_of_duplicating(shared_service: ServiceProcess) -> None:
+    svc = shared_service
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         cl = await create_list(c, unique_id_column="id", name_column="full_name")
         first = "phone,id,full_name,debt\n12672345678,A1,Nadya,75.25\n12672345679,A2,Nadiia,150.5\n"
@@ -182,8 +182,8 @@ async def test_unique_id_updates_instead_of_duplicating(start_service: StartServ
         assert [u["value"] for u in by_id["A1"]["units"]] == ["12672345670"]
 
 
-async def test_bad_files_and_inputs_are_refused_clearly(start_service: StartService) -> None:
-    svc = await start_service("contact-list")
+async def test_bad_files_and_inputs_are_refused_clearly(shared_service: ServiceProcess) -> None:
+    svc = shared_service
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         cl = await create_list(c)
         no_header = await upload(c, cl["id"], "12672345678,Ann\n12672345679,Bob\n")
@@ -225,8 +225,8 @@ async def test_bad_files_and_inputs_are_refused_clearly(start_service: StartServ
         assert (bad_status.status_code, bad_status.json()["error"]["code"]) == (400, "unknown_status")
 
 
-async def test_roles_tenancy_and_delete_confirmation(start_service: StartService) -> None:
-    svc = await start_service("contact-list")
+async def test_roles_tenancy_and_delete_confirmation(shared_service: ServiceProcess) -> None:
+    svc = shared_service
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         viewer = await c.post("/v1/contact-lists", json={"name": "v"}, headers=auth("acme", ["VIEWER"]))
         assert viewer.status_code == 403
@@ -299,8 +299,8 @@ async def _import_bytes(
     return await wait_status(c, validated["id"], "completed")
 
 
-async def test_xlsx_and_xls_files_import(start_service: StartService) -> None:
-    svc = await start_service("contact-list")
+async def test_xlsx_and_xls_files_import(shared_service: ServiceProcess) -> None:
+    svc = shared_service
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         sheet_list = await create_list(c, name_column="Name")
         content = _xlsx(
@@ -324,8 +324,8 @@ async def test_xlsx_and_xls_files_import(start_service: StartService) -> None:
         assert got["columns"] == ["phone", "email", "joined", "amount", "active"]
 
 
-async def test_text_list_and_ambiguous_phones(start_service: StartService) -> None:
-    svc = await start_service("contact-list")
+async def test_text_list_and_ambiguous_phones(shared_service: ServiceProcess) -> None:
+    svc = shared_service
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
         email_list = await create_list(
             c, kind="text", channel="email", name_column="full_name", unique_id_column="id"

@@ -1,7 +1,10 @@
-"""Lists built from a filter over existing contacts: preview sample, creation, scheduled auto-add."""
+"""Tests that need a service of their own: filter lists with a fast auto-add poll, restart recovery."""
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,3 +88,37 @@ async def test_preview_create_and_auto_add_from_filter(
         ]
         assert sorted(names) == ["Ann", "Cy", "Dee"]
         assert (await c.get(f"/v1/contact-lists/{fl['id']}", headers=auth("globex"))).status_code == 404
+
+
+async def test_restart_fails_imports_whose_process_is_gone(
+    start_service: StartService, dsns: dict[str, str]
+) -> None:
+    first = await start_service("contact-list")
+    async with httpx.AsyncClient(base_url=first.base_url, timeout=30) as c:
+        cl = await create_list(c)
+        live = await import_file(c, cl["id"], "phone\n12672345678\n")
+        conn = await asyncpg.connect(dsns["contact-list"])
+        try:
+            host = socket.gethostname()
+            for worker, status in ((f"{host}:999999999", "analyzing"), (f"{host}:{os.getpid()}", "running")):
+                await conn.execute(
+                    """INSERT INTO contact_list.imports (id, account_id, list_id, status, filename, columns, worker)
+                       VALUES ($1, 'acme', $2, $3, 'x.csv', '{phone}', $4)""",
+                    uuid.uuid4(),
+                    uuid.UUID(cl["id"]),
+                    status,
+                    worker,
+                )
+            await start_service("contact-list")  # a second worker on the same host and database
+            statuses = await conn.fetch(
+                "SELECT worker, status, error FROM contact_list.imports WHERE list_id = $1 AND id <> $2",
+                uuid.UUID(cl["id"]),
+                uuid.UUID(live["id"]),
+            )
+        finally:
+            await conn.close()
+    by_worker = {r["worker"]: (r["status"], r["error"]) for r in statuses}
+    # The dead pid's import failed; the live process's (this test's pid stands in for one) is left alone.
+    assert by_worker[f"{host}:999999999"][0] == "failed"
+    assert "restart" in by_worker[f"{host}:999999999"][1]
+    assert by_worker[f"{host}:{os.getpid()}"] == ("running", None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Coroutine
@@ -27,6 +26,7 @@ from dialguard.contact_list.importing import (
     commit_import,
     import_out,
     run_validation,
+    worker_id,
 )
 from dialguard.files.errors import FileError
 from dialguard.files.export import XlsxExport, csv_stream
@@ -170,7 +170,7 @@ async def start_import(list_id: uuid.UUID, request: Request, principal: Manager)
             filename=upload.filename,
             columns=header,
             actor=principal.sub,
-            worker=socket.gethostname(),
+            worker=worker_id(),
         )
     job = ValidationJob(
         import_id, principal.account_id, list_id, table, upload.detach(), plan, region, phone_format
@@ -218,7 +218,9 @@ async def import_errors(import_id: uuid.UUID, request: Request, principal: Reade
 async def commit(import_id: uuid.UUID, request: Request, principal: Manager) -> dict[str, Any]:
     rt = runtime(request)
     async with rt.pool.acquire() as conn:
-        row = await repo.start_commit(conn, account_id=principal.account_id, import_id=import_id)
+        row = await repo.start_commit(
+            conn, account_id=principal.account_id, import_id=import_id, worker=worker_id()
+        )
     if row is None:
         current = await _import_row(rt, principal, import_id)
         raise ApiError(

@@ -107,6 +107,7 @@ async def add_matching(
                         {_MATCH.replace("FROM contacts c", "FROM contacts c JOIN contact_lists l ON l.id = c.list_id")}
                           AND NOT EXISTS (SELECT 1 FROM contacts t WHERE t.list_id = $2 AND t.source_contact_id = c.id)
                        ) s ORDER BY ext, seq) m
+            ORDER BY m.seq
             ON CONFLICT (list_id, external_id) DO NOTHING
             RETURNING id, source_contact_id""",
         *args,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -360,3 +361,44 @@ def import_out(row: Any) -> dict[str, Any]:
         "created_at": format_time(row["created_at"]),
         "finished_at": format_time(row["finished_at"]) if row["finished_at"] else None,
     }
+
+
+def worker_id() -> str:
+    """host:pid of this process: which imports' background jobs died with a process can be told apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def fail_orphaned_imports(rt: ServiceRuntime) -> int:
+    """At start-up: imports validating or committing on this host whose process is gone (or whose pid we now
+    hold, as after a container restart) will never finish; they fail with ImportCompleted(failed). A commit
+    is one transaction, so a dead one left nothing behind."""
+    host = socket.gethostname()
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT id, account_id, worker FROM imports
+               WHERE status IN ('analyzing', 'running') AND split_part(worker, ':', 1) = $1""",
+            host,
+        )
+    failed = 0
+    for row in rows:
+        pid_text = (row["worker"] or "").rpartition(":")[2]
+        pid = int(pid_text) if pid_text.isdigit() else -1
+        if pid == os.getpid() or pid < 0 or not _alive(pid):
+            await fail_import(
+                rt,
+                import_id=row["id"],
+                account_id=row["account_id"],
+                error="interrupted by a service restart; upload again",
+            )
+            failed += 1
+    return failed

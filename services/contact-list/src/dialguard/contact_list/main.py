@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -12,6 +11,7 @@ from dialguard.contact_list.api import router
 from dialguard.contact_list.api_files import router as files_router
 from dialguard.contact_list.config import Settings
 from dialguard.contact_list.filters import auto_add_loop
+from dialguard.contact_list.importing import fail_orphaned_imports
 from dialguard.contact_list.subscribers import lifecycle_handler, suppression_handler
 from dialguard.events.topics import CALL_RESULTS, LEADS_ACTIONS, LEADS_MOVED, SUPPRESSION_CHANGES
 from dialguard.platform.app import create_service_app
@@ -43,12 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def on_start(rt: ServiceRuntime) -> None:
         rt.background(auto_add_loop(rt, settings.AUTO_ADD_POLL_SECONDS))
-        async with rt.pool.acquire() as conn:  # a validation or commit died with the previous process
-            await conn.execute(
-                """UPDATE imports SET status = 'failed', error = 'interrupted by a service restart; upload again',
-                   finished_at = now() WHERE status IN ('analyzing', 'running') AND worker = $1""",
-                socket.gethostname(),
-            )
+        await fail_orphaned_imports(rt)
 
     return create_service_app(
         runtime,

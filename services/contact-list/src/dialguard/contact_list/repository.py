@@ -180,14 +180,15 @@ async def get_import(
 
 
 async def start_commit(
-    conn: asyncpg.Connection, *, account_id: str, import_id: uuid.UUID
+    conn: asyncpg.Connection, *, account_id: str, import_id: uuid.UUID, worker: str
 ) -> asyncpg.Record | None:
-    """validated → running, atomically: a second commit call finds nothing to start."""
+    """validated → running (in this worker), atomically: a second commit call finds nothing to start."""
     return await conn.fetchrow(
-        """UPDATE imports SET status = 'running' WHERE id = $1 AND account_id = $2 AND status = 'validated'
-           RETURNING *""",
+        """UPDATE imports SET status = 'running', worker = $3
+           WHERE id = $1 AND account_id = $2 AND status = 'validated' RETURNING *""",
         import_id,
         account_id,
+        worker,
     )
 
 
