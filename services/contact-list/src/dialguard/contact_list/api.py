@@ -90,6 +90,10 @@ def check_settings(body: ContactListIn) -> None:
     """Cross-field rules a single field's type cannot say; 422 naming the field."""
     if body.kind == "text" and body.channel is None and body.source == "file":
         raise _invalid("channel", "a text list needs the channel its client ids are for")
+    if body.kind == "text" and body.channel == "voice":
+        raise _invalid(
+            "channel", "a text list is for a text channel: sms, whatsapp, viber, email or messenger"
+        )
     if body.kind == "telephony" and body.channel not in (None, "voice"):
         raise _invalid("channel", "a telephony list dials on channel voice")
     if body.source == "filter" and body.filter is None:
