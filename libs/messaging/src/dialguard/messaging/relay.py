@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from dialguard.db.pool import connect
 from dialguard.messaging.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from dialguard.messaging.outbox import notify_channel
+from dialguard.messaging.partitioning import partitions_for_keys
 
 log = structlog.get_logger(__name__)
 
@@ -108,20 +109,46 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            futures = []
-            for row in rows:
-                headers = [("event_type", row["event_type"].encode())]
-                if row["correlation_id"] is not None:
-                    headers.append(("correlation_id", row["correlation_id"].encode()))
-                futures.append(
-                    await self._producer.send(
-                        row["topic"], value=row["value"], key=row["key"], headers=headers
-                    )
-                )
-            await asyncio.gather(*futures)
+            await asyncio.gather(*await self._send(rows))
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
         return len(rows)
+
+    async def _send(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[Any]]:
+        """Queue rows as per-partition batches (Kafka's key partitioning, vectorised), in row order.
+
+        One BatchBuilder per topic-partition instead of producer.send per row: send() costs ~30 us a
+        message (partitioner, accumulator bookkeeping), more than everything else the relay does.
+        """
+        by_topic: dict[str, list[asyncpg.Record]] = {}
+        for row in rows:
+            by_topic.setdefault(row["topic"], []).append(row)
+        futures: list[asyncio.Future[Any]] = []
+        for topic, topic_rows in by_topic.items():
+            count = len(await self._producer.partitions_for(topic))
+            partitions = partitions_for_keys([r["key"] for r in topic_rows], count)
+            builders: dict[int, Any] = {}
+            for row, partition in zip(topic_rows, partitions, strict=True):
+                headers = [("event_type", row["event_type"].encode())]
+                if row["correlation_id"] is not None:
+                    headers.append(("correlation_id", row["correlation_id"].encode()))
+                builder = builders.get(partition)
+                if builder is None:
+                    builder = builders[partition] = self._producer.create_batch()
+                if (
+                    builder.append(timestamp=None, key=row["key"], value=row["value"], headers=headers)
+                    is None
+                ):
+                    futures.append(await self._producer.send_batch(builder, topic, partition=partition))
+                    builder = builders[partition] = self._producer.create_batch()
+                    if (
+                        builder.append(timestamp=None, key=row["key"], value=row["value"], headers=headers)
+                        is None
+                    ):
+                        raise ValueError(f"outbox row {row['id']} is larger than a producer batch")
+            for partition, builder in builders.items():
+                futures.append(await self._producer.send_batch(builder, topic, partition=partition))
+        return futures
 
     async def backlog(self) -> int:
         """Rows waiting to be published (an ops signal: it should hover near zero)."""
