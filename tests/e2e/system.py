@@ -55,19 +55,14 @@ class TopicWatch:
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
         )
         await consumer.start()
+        await consumer.topics()  # a fresh client knows no topic metadata until it asks for it
         partitions = [
             TopicPartition(topic, p)
             for topic in self.topics
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
-        if not partitions:
-            # Metadata for unknown topics arrives lazily; ask once more after forcing a refresh.
-            await consumer.topics()
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in self.topics
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+        missing = set(self.topics) - {tp.topic for tp in partitions}
+        assert not missing, f"topics not on the broker: {missing}"
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before the test publishes anything
@@ -95,6 +90,8 @@ class TopicWatch:
             await self._consumer.stop()
 
     def events(self, topic: str, account: str, event_type: str | None = None) -> list[Seen]:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            self._task.result()  # the watcher died: show why instead of timing out on "saw nothing"
         return [
             s
             for s in self.seen
