@@ -140,7 +140,8 @@ async def run_validation(rt: ServiceRuntime, job: ValidationJob) -> None:
             batch = await asyncio.to_thread(next, batches, None)
             if batch is None:
                 break
-            valid, errors = validate_batch(batch, job, seen)
+            # Normalizing thousands of identifiers is CPU work: off the event loop.
+            valid, errors = await asyncio.to_thread(validate_batch, batch, job, seen)
             async with pool.acquire() as conn, conn.transaction():
                 status = await conn.fetchval(
                     "SELECT status FROM imports WHERE id = $1 FOR UPDATE", job.import_id

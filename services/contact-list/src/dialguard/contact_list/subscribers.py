@@ -33,7 +33,11 @@ def _bind(env: Envelope) -> None:
 
 
 def _readings(id_type: str, value: str, region: str) -> list[str]:
-    """Stored values are normalized; a producer's raw phone still matches each of its readings."""
+    """Events carry normalized identifiers (E.164 digits): taken as they are, since re-reading canonical
+    digits nationally could yield a second number. A raw phone (`+1 (267) …`) is normalized to each of its
+    readings; an email is normalized."""
+    if id_type == "phone" and value.isdigit():
+        return [value]
     try:
         return [r.value for r in identifier_readings(id_type, value, region=region)]
     except InvalidIdentifier:
