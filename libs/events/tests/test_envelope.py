@@ -51,3 +51,15 @@ def test_every_payload_exports_a_schema() -> None:
     schemas = all_schemas()
     assert set(PAYLOADS) <= set(schemas)
     assert schemas["Envelope"]["required"]  # type: ignore[index]
+
+
+def test_format_time_is_utc_milliseconds_with_z() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from dialguard.events.envelope import format_time
+
+    assert format_time(datetime(2026, 11, 23, 10, 0, 0, 123999, tzinfo=UTC)) == "2026-11-23T10:00:00.123Z"
+    assert format_time(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000Z"  # naive = UTC
+    plus2 = timezone(timedelta(hours=2))
+    assert format_time(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=plus2)) == "2026-01-02T01:04:05.000Z"
+    assert format_time(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000Z"

@@ -53,8 +53,11 @@ class Envelope(BaseModel):
 
 def format_time(value: datetime) -> str:
     """RFC 3339 UTC with milliseconds and a Z suffix."""
-    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    # isoformat truncates to milliseconds and always writes a 4-digit year: the first 23 characters
+    # are YYYY-MM-DDTHH:MM:SS.mmm (half the cost of strftime, on every event and entry we emit).
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def _json_default(value: Any) -> Any:
