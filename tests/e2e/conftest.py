@@ -90,7 +90,7 @@ async def system(
         )
     }
     fake = httpx.AsyncClient(base_url=fake_outbound_url, timeout=10.0)
-    sys_ = System(
+    world = System(
         account=f"e2e-{uuid.uuid4().hex[:8]}",
         suppression=clients["suppression"],
         contact_list=clients["contact-list"],
@@ -101,7 +101,7 @@ async def system(
         watch=watch,
     )
     try:
-        yield sys_
+        yield world
     finally:
         await producer.stop()
         for client in (*clients.values(), fake):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,7 +135,6 @@ class System:
     fake: httpx.AsyncClient
     producer: AIOKafkaProducer
     watch: TopicWatch
-    timings: dict[str, float] = field(default_factory=dict)
 
     def h(self, roles: list[str] | None = None) -> dict[str, str]:
         return auth(self.account, roles or MANAGER)
