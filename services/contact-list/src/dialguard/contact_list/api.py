@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dialguard.contact_list import handlers
 from dialguard.contact_list import repository as repo
 from dialguard.contact_list.domain import STATUSES, next_run
-from dialguard.contact_list.filters import ContactFilter
+from dialguard.contact_list.filters import ContactFilter, preview
 from dialguard.contact_list.outgoing import campaign_link
 from dialguard.events.envelope import format_time
 from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
@@ -325,3 +325,19 @@ async def contacts(
         units = await repo.units_of(conn, [r["id"] for r in page])
     nxt = encode_cursor([page[-1]["seq"]]) if len(rows) > limit else None
     return {"items": [contact_out(r, units.get(r["id"], [])) for r in page], "next_cursor": nxt}
+
+
+class PreviewIn(BaseModel):
+    """The filter to try and how many matching contacts to show (the sample)."""
+
+    filter: ContactFilter
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+@router.post("/contact-lists:preview-filter")
+async def preview_filter(body: PreviewIn, request: Request, principal: Reader) -> dict[str, Any]:
+    rt = runtime(request)
+    async with rt.pool.acquire() as conn:
+        total, rows = await preview(conn, account_id=principal.account_id, flt=body.filter, limit=body.limit)
+        units = await repo.units_of(conn, [r["id"] for r in rows])
+    return {"total": total, "sample": [contact_out(r, units.get(r["id"], [])) for r in rows]}

@@ -1,4 +1,4 @@
-"""HTTP routes for files: import (validate → commit / cancel, error report), export, filter preview."""
+"""HTTP routes for files: import (validate → commit / cancel, error report) and export."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from dialguard.contact_list import repository as repo
-from dialguard.contact_list.api import Manager, Reader, contact_out, list_or_404, runtime
+from dialguard.contact_list.api import Manager, Reader, list_or_404, runtime
 from dialguard.contact_list.domain import STATUSES, HeaderError, ListSpec, plan_columns, same_columns
-from dialguard.contact_list.filters import ContactFilter, preview
 from dialguard.contact_list.importing import (
     OPEN_STATES,
     ValidationJob,
@@ -331,17 +329,3 @@ async def export(
         filename=f"{filename}.xlsx",
         background=BackgroundTask(os.unlink, path),
     )
-
-
-class PreviewIn(BaseModel):
-    filter: ContactFilter
-    limit: int = Field(default=10, ge=1, le=100)
-
-
-@router.post("/contact-lists:preview-filter")
-async def preview_filter(body: PreviewIn, request: Request, principal: Reader) -> dict[str, Any]:
-    rt = runtime(request)
-    async with rt.pool.acquire() as conn:
-        total, rows = await preview(conn, account_id=principal.account_id, flt=body.filter, limit=body.limit)
-        units = await repo.units_of(conn, [r["id"] for r in rows])
-    return {"total": total, "sample": [contact_out(r, units.get(r["id"], [])) for r in rows]}
