@@ -98,6 +98,16 @@ async def counts_become(c: httpx.AsyncClient, list_id: str, account: str, **expe
     return result
 
 
+async def assert_counts_match_contacts(c: httpx.AsyncClient, list_id: str, account: str) -> None:
+    """The maintained counts equal what the contacts themselves say, status by status."""
+    counts = (await c.get(f"/v1/contact-lists/{list_id}", headers=auth(account))).json()["counts"]
+    for status in COUNT_KEYS[1:]:
+        url = f"/v1/contact-lists/{list_id}/contacts?status={status}&limit=1000"
+        assert len((await c.get(url, headers=auth(account))).json()["items"]) == counts[status], status
+    everyone = (await c.get(f"/v1/contact-lists/{list_id}/contacts?limit=1000", headers=auth(account))).json()
+    assert len(everyone["items"]) == counts["total"]
+
+
 async def contacts_by_external_id(
     c: httpx.AsyncClient, list_id: str, account: str
 ) -> dict[str, dict[str, Any]]:
@@ -242,6 +252,7 @@ async def test_suppression_changes_flag_and_unflag_contacts(
         )  # fmt: skip
         await counts_become(c, other["id"], "other-account", total=1, flagged=1)
         await counts_become(c, later["id"], account, total=2, callable=1, flagged=1)
+        await assert_counts_match_contacts(c, cl["id"], account)
 
 
 async def test_scripted_lifecycle_gives_exact_counts(
@@ -315,3 +326,5 @@ async def test_scripted_lifecycle_gives_exact_counts(
         assert body["campaign_status"] == "completed"
         first = (await c.get(f"/v1/contact-lists/{one['id']}", headers=auth(account))).json()
         assert first["campaign_status"] == "active"
+        await assert_counts_match_contacts(c, one["id"], account)
+        await assert_counts_match_contacts(c, two["id"], account)

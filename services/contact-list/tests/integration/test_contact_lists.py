@@ -180,6 +180,8 @@ async def test_unique_id_updates_instead_of_duplicating(shared_service: ServiceP
         assert by_id["A1"]["name"] == "Nadya K"
         assert by_id["A1"]["fields"] == {"debt": "80"}
         assert [u["value"] for u in by_id["A1"]["units"]] == ["12672345670"]
+        counts = (await c.get(f"/v1/contact-lists/{cl['id']}", headers=auth())).json()["counts"]
+        assert (counts["total"], counts["callable"]) == (3, 3)  # the update did not count A1 twice
 
 
 async def test_bad_files_and_inputs_are_refused_clearly(shared_service: ServiceProcess) -> None:

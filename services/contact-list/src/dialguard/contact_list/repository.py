@@ -10,18 +10,19 @@ from typing import Any
 
 import asyncpg
 
+# Counts come from list_counts, kept by statement-level triggers on contacts (migration 0002).
 COUNTS = """
-    count(*) AS total,
-    count(*) FILTER (WHERE c.status = 'callable') AS callable,
-    count(*) FILTER (WHERE c.status = 'planning') AS planning,
-    count(*) FILTER (WHERE c.status = 'open') AS open,
-    count(*) FILTER (WHERE c.status = 'attempted') AS attempted,
-    count(*) FILTER (WHERE c.status = 'flagged') AS flagged,
-    count(*) FILTER (WHERE c.status = 'closed') AS closed
+    coalesce(sum(k.n), 0) AS total,
+    coalesce(sum(k.n) FILTER (WHERE k.status = 'callable'), 0) AS callable,
+    coalesce(sum(k.n) FILTER (WHERE k.status = 'planning'), 0) AS planning,
+    coalesce(sum(k.n) FILTER (WHERE k.status = 'open'), 0) AS open,
+    coalesce(sum(k.n) FILTER (WHERE k.status = 'attempted'), 0) AS attempted,
+    coalesce(sum(k.n) FILTER (WHERE k.status = 'flagged'), 0) AS flagged,
+    coalesce(sum(k.n) FILTER (WHERE k.status = 'closed'), 0) AS closed
 """
 LIST_SELECT = f"""
     SELECT l.*, cnt.* FROM contact_lists l
-    CROSS JOIN LATERAL (SELECT {COUNTS} FROM contacts c WHERE c.list_id = l.id) cnt
+    CROSS JOIN LATERAL (SELECT {COUNTS} FROM list_counts k WHERE k.list_id = l.id) cnt
 """
 
 
