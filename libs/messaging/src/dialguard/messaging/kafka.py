@@ -17,7 +17,7 @@ class ConsumerTuning:
 
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
-    fetch_max_wait_ms: int = 500
+    fetch_max_wait_ms: int = 25
     max_records: int = 1_000
     batch_timeout_ms: int = 250
 
