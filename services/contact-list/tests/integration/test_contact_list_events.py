@@ -328,3 +328,29 @@ async def test_scripted_lifecycle_gives_exact_counts(
         assert first["campaign_status"] == "active"
         await assert_counts_match_contacts(c, one["id"], account)
         await assert_counts_match_contacts(c, two["id"], account)
+
+
+async def test_poison_event_goes_to_the_dlq_and_the_partition_moves_on(
+    infra: Any, shared_service: ServiceProcess, producer: AIOKafkaProducer
+) -> None:
+    account = f"dlq-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=shared_service.base_url, timeout=30) as c:
+        cl = await create_list(c, account, campaign={"campaign_id": "camp-d", "list_id": "l-d"})
+        await import_file(c, cl["id"], "phone\n12672345601\n", account)
+        key = f"{account}:lead-1"
+        await publish(
+            producer, CALL_RESULTS, account, "CallResult", {"lead_id": "lead-1"}, key
+        )  # no campaign
+        await publish(
+            producer,
+            CALL_RESULTS,
+            account,
+            "CallResult",
+            call("C", "camp-d", "12672345601", reached=True),
+            key,
+        )
+        await counts_become(c, cl["id"], account, total=1, closed=1)
+    parked = await consume(infra, "dlq.contact-list.v1", account, 1)
+    assert len(parked) == 1
+    assert parked[0][1]["payload"]["topic"] == CALL_RESULTS
+    assert "processing_failed" in parked[0][1]["payload"]["error"]
