@@ -358,3 +358,23 @@ async def test_text_list_and_ambiguous_phones(shared_service: ServiceProcess) ->
         national = await upload(c, phones["id"], "phone\n2032345678\n", phone_format="national")
         imp = await wait_status(c, national.json()["import_id"], "validated")
         assert (imp["valid"], imp["invalid"]) == (1, 0)
+
+
+async def test_lists_page_with_a_cursor(shared_service: ServiceProcess) -> None:
+    account = f"page-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=shared_service.base_url, timeout=30) as c:
+        made = [(await create_list(c, account, name=f"l{i}"))["id"] for i in range(3)]
+        first = (await c.get("/v1/contact-lists?limit=2", headers=auth(account, ["VIEWER"]))).json()
+        assert first["next_cursor"]
+        rest = (
+            await c.get(
+                "/v1/contact-lists",
+                params={"cursor": first["next_cursor"]},
+                headers=auth(account, ["DIALER"]),
+            )
+        ).json()
+        assert rest["next_cursor"] is None
+        assert [x["id"] for x in first["items"] + rest["items"]] == made
+        bad = await c.get("/v1/contact-lists?cursor=!!", headers=auth(account))
+        assert (bad.status_code, bad.json()["error"]["details"][0]["field"]) == (422, "cursor")
+        assert (await c.get("/v1/contact-lists?limit=5000", headers=auth(account))).status_code == 422
