@@ -1,0 +1,58 @@
+"""Faults under load: after each, no accepted opt-out lost or doubled, and no false negative during it.
+
+KNOWN FAILING (a service bug, reported, not fixed here): while Postgres restarts, suppression answers
+500 `internal_error` instead of 503 `unavailable` on POST /v1/stoplists/{id}/entries (the platform's
+generic handler gets asyncpg `InternalClientError: cannot switch to state 15; another operation (2) is
+in progress` / `ConnectionRefusedError` from a pooled connection Postgres closed) and, less often, on
+POST /v1/check (`InternalClientError` is not among check_http's `_UNAVAILABLE` errors). No opt-out is
+lost and no check gives a false negative; the failing assertion is the "other 5xx" one of
+`test_fault_keeps_every_opt_out[Postgres stop/start]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from .rig import PLAN, Rig, Row, consumer_lag
+
+FAULTS: dict[str, Callable[[Rig], Callable[[], Awaitable[None]]]] = {
+    "SIGKILL suppression": lambda rig: rig.kill_service,
+    "Postgres stop/start": lambda rig: rig.bounce_postgres,
+    "Redis FLUSHALL": lambda rig: rig.flush_redis,
+    "Redis restart": lambda rig: rig.bounce_redis,
+    "broker stop/start": lambda rig: rig.bounce_broker,
+}
+
+
+def _verdict(row: Row) -> list[str]:
+    problems = []
+    if row.lost:
+        problems.append(f"{row.lost} accepted opt-outs lost")
+    if row.duplicated:
+        problems.append(f"{row.duplicated} applied twice")
+    if row.false_negatives:
+        problems.append(f"{row.false_negatives} phones answered 'not suppressed' after their opt-out held")
+    if row.unstops_missing:
+        problems.append(f"{row.unstops_missing} acked unstops not applied")
+    return problems
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_fault_keeps_every_opt_out(rig: Rig, fault: str) -> None:
+    for n in range(PLAN.cycles):
+        label = fault if PLAN.cycles == 1 else f"{fault} #{n + 1}"
+        row = await rig.cycle(label, FAULTS[fault](rig))
+        assert row.accepted > 0, "the load generator got nothing accepted: the cycle proves nothing"
+        assert row.checks > row.check_errors, "no check was answered during the cycle"
+        problems = _verdict(row)
+        assert not problems, f"{label}: {'; '.join(problems)}; {row}"
+        # An outage is "retry later" (503 + Retry-After, as /v1/check answers), never an internal error.
+        assert not row.server_errors, (
+            f"{label}: 5xx other than 503 during the fault: {dict(row.server_errors)}"
+        )
+    lag = await consumer_lag(rig.base_url)
+    assert lag is not None, "suppression's /metrics did not answer"
+    assert lag == 0, f"suppression's consumers are {lag} messages behind after {fault}"
