@@ -63,3 +63,35 @@ def test_format_time_is_utc_milliseconds_with_z() -> None:
     plus2 = timezone(timedelta(hours=2))
     assert format_time(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=plus2)) == "2026-01-02T01:04:05.000Z"
     assert format_time(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000Z"
+
+
+def test_envelope_bytes_equal_the_models_bytes() -> None:
+    from datetime import UTC, datetime
+
+    from dialguard.events import Envelope, envelope_bytes, format_time, new_event_ids
+
+    ids = new_event_ids(3)
+    assert len(set(ids)) == 3
+    assert all(i.version == 4 for i in ids)
+    when = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
+    payload = {"op": "added", "entry": {"entry_id": "e1", "channel": None}, "suppressed": True}
+    model = Envelope(
+        event_id=ids[0],
+        event_type="SuppressionChanged",
+        occurred_at=when,
+        account_id="acme",
+        producer="suppression",
+        correlation_id="c-1",
+        payload=payload,
+    )
+    fast = envelope_bytes(
+        event_id=ids[0],
+        event_type="SuppressionChanged",
+        occurred_at=format_time(when),
+        account_id="acme",
+        producer="suppression",
+        correlation_id="c-1",
+        payload=payload,
+    )
+    assert fast == model.to_bytes()
+    assert Envelope.from_bytes(fast) == model

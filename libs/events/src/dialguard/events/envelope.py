@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,40 @@ def format_time(value: datetime) -> str:
     # isoformat truncates to milliseconds and always writes a 4-digit year: the first 23 characters
     # are YYYY-MM-DDTHH:MM:SS.mmm (half the cost of strftime, on every event and entry we emit).
     return value.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+def new_event_ids(n: int) -> list[uuid.UUID]:
+    """n random (version 4) ids from one urandom read: uuid4() makes a getrandom syscall per id."""
+    raw = os.urandom(16 * n)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * n, 16)]
+
+
+def envelope_bytes(
+    *,
+    event_id: uuid.UUID,
+    event_type: str,
+    occurred_at: str,
+    account_id: str,
+    producer: str,
+    payload: dict[str, Any],
+    correlation_id: str | None = None,
+    schema_version: int = 1,
+) -> bytes:
+    """Envelope(...).to_bytes() without building the model, for events our own code assembles in bulk
+    (the model's validation and defaults cost more than the rest of an import row); the same bytes."""
+    return orjson.dumps(
+        {
+            "event_id": str(event_id),
+            "event_type": event_type,
+            "schema_version": schema_version,
+            "occurred_at": occurred_at,
+            "account_id": account_id,
+            "correlation_id": correlation_id,
+            "producer": producer,
+            "payload": payload,
+        },
+        default=_json_default,
+    )
 
 
 def _json_default(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +28,43 @@ class OutgoingEvent:
     envelope: Envelope
 
 
-async def enqueue(conn: asyncpg.Connection, events: Sequence[OutgoingEvent], *, schema: str) -> None:
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event already serialised (events.envelope_bytes), for producers that emit thousands per transaction."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    event_id: uuid.UUID
+    event_type: str
+    correlation_id: str | None = None
+
+
+def _encoded(event: OutgoingEvent | EncodedEvent) -> EncodedEvent:
+    if isinstance(event, EncodedEvent):
+        return event
+    env = event.envelope
+    return EncodedEvent(
+        event.topic, event.key, env.to_bytes(), env.event_id, env.event_type, env.correlation_id
+    )
+
+
+async def enqueue(
+    conn: asyncpg.Connection, events: Sequence[OutgoingEvent | EncodedEvent], *, schema: str
+) -> None:
     """Insert events set-based; they leave only if the surrounding transaction commits."""
     if not events:
         return
+    rows = [_encoded(e) for e in events]
     await conn.execute(
         """INSERT INTO outbox (topic, key, value, event_id, event_type, correlation_id)
            SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::uuid[], $5::text[], $6::text[])""",
-        [e.topic for e in events],
-        [e.key.encode() if e.key is not None else None for e in events],
-        [e.envelope.to_bytes() for e in events],
-        [e.envelope.event_id for e in events],
-        [e.envelope.event_type for e in events],
-        [e.envelope.correlation_id for e in events],
+        [e.topic for e in rows],
+        [e.key.encode() if e.key is not None else None for e in rows],
+        [e.value for e in rows],
+        [e.event_id for e in rows],
+        [e.event_type for e in rows],
+        [e.correlation_id for e in rows],
     )
     # Delivered at commit only, and folded into one notification per transaction.
     await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))

@@ -20,7 +20,7 @@ from dialguard.db.pool import create_pool
 from dialguard.messaging.consumer import BatchHandler, DeadLetters, EventConsumer, subscribe
 from dialguard.messaging.kafka import make_broker, start_producer
 from dialguard.messaging.outbox import SQL_DIR as MESSAGING_SQL
-from dialguard.messaging.outbox import OutgoingEvent, enqueue
+from dialguard.messaging.outbox import EncodedEvent, OutgoingEvent, enqueue
 from dialguard.messaging.relay import OutboxRelay
 from dialguard.platform.settings import ServiceSettings
 
@@ -127,7 +127,7 @@ class ServiceRuntime:
         with contextlib.suppress(Exception):
             await self.pool.close()
 
-    async def publish(self, conn: asyncpg.Connection, events: Sequence[OutgoingEvent]) -> None:
+    async def publish(self, conn: asyncpg.Connection, events: Sequence[OutgoingEvent | EncodedEvent]) -> None:
         """Queue events in the caller's transaction (outbox); they leave after commit."""
         await enqueue(conn, events, schema=self.schema)
 
