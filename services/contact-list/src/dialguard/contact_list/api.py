@@ -14,6 +14,7 @@ from dialguard.contact_list import repository as repo
 from dialguard.contact_list.domain import STATUSES, next_run
 from dialguard.contact_list.filters import ContactFilter, preview
 from dialguard.contact_list.outgoing import campaign_link
+from dialguard.contact_list.text import Text
 from dialguard.events.envelope import format_time
 from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
@@ -31,8 +32,8 @@ router = APIRouter(prefix="/v1", tags=["contact lists"])
 class CampaignIn(BaseModel):
     """The lead-action campaign and list the contacts feed (ids as lead-action gives them, numbers or text)."""
 
-    campaign_id: str = Field(min_length=1, max_length=256)
-    list_id: str = Field(min_length=1, max_length=256)
+    campaign_id: Text = Field(min_length=1, max_length=256)
+    list_id: Text = Field(min_length=1, max_length=256)
 
     @field_validator("campaign_id", "list_id", mode="before")
     @classmethod
@@ -41,22 +42,22 @@ class CampaignIn(BaseModel):
 
 
 class ContactListIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     kind: Literal["telephony", "text"] = "telephony"
     channel: ChannelName | None = None
-    unique_id_column: str | None = Field(default=None, max_length=200)
-    name_column: str | None = Field(default=None, max_length=200)
+    unique_id_column: Text | None = Field(default=None, max_length=200)
+    name_column: Text | None = Field(default=None, max_length=200)
     close_when_all_reached: bool = False
     max_attempts: int = Field(default=3, ge=1, le=100)
     campaign: CampaignIn | None = None
     source: Literal["file", "filter"] = "file"
     filter: ContactFilter | None = None
     auto_add: bool = False
-    auto_add_cron: str = Field(default=DEFAULT_CRON, max_length=100)
+    auto_add_cron: Text = Field(default=DEFAULT_CRON, max_length=100)
 
 
 class FromFilterIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     filter: ContactFilter
     kind: Literal["telephony", "text"] = "telephony"
     channel: ChannelName | None = None
@@ -64,7 +65,7 @@ class FromFilterIn(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=100)
     campaign: CampaignIn | None = None
     auto_add: bool = False
-    auto_add_cron: str = Field(default=DEFAULT_CRON, max_length=100)
+    auto_add_cron: Text = Field(default=DEFAULT_CRON, max_length=100)
 
 
 class ContactListPatch(BaseModel):
@@ -72,12 +73,12 @@ class ContactListPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
     close_when_all_reached: bool | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     campaign: CampaignIn | None = None
     auto_add: bool | None = None
-    auto_add_cron: str | None = Field(default=None, max_length=100)
+    auto_add_cron: Text | None = Field(default=None, max_length=100)
 
 
 def _invalid(field: str, reason: str) -> ApiError:

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from dialguard.contact_list.domain import next_run
 from dialguard.contact_list.outgoing import publish_contacts_imported
+from dialguard.contact_list.text import Text
 from dialguard.platform.runtime import ServiceRuntime
 
 log = structlog.get_logger(__name__)
@@ -42,11 +43,11 @@ class ContactFilter(BaseModel):
     statuses: list[Status] | None = Field(
         default=None, max_length=6, validation_alias=AliasChoices("statuses", "status")
     )
-    fields: dict[str, str] | None = Field(default=None, description="field values that must match exactly")
+    fields: dict[Text, Text] | None = Field(default=None, description="field values that must match exactly")
     list_ids: list[uuid.UUID] | None = Field(
         default=None, max_length=1000, validation_alias=AliasChoices("list_ids", "contact_list_ids")
     )
-    name_contains: str | None = Field(default=None, max_length=200)
+    name_contains: Text | None = Field(default=None, max_length=200)
 
     @field_validator("statuses", mode="before")
     @classmethod
