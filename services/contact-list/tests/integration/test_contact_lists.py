@@ -332,11 +332,11 @@ async def test_text_list_and_ambiguous_phones(shared_service: ServiceProcess) ->
         email_list = await create_list(
             c, kind="text", channel="email", name_column="full_name", unique_id_column="id"
         )
-        # The NovaTalks sample, with the email (the channel's client id) first.
+        # The NovaTalks sample as the seed writes it: the id first, the email (the channel's client id) second.
         await import_file(
             c,
             email_list["id"],
-            "email,id,full_name,debt\nstonadya@ukr.net,1,nadya,75.25\nnadiia@com.ua,2,nadiia,150.5\nnot-an-email,3,x,1\n",
+            "id,email,full_name,debt\n1,stonadya@ukr.net,nadya,75.25\n2,nadiia@com.ua,nadiia,150.5\n3,not-an-email,x,1\n",
         )
         items = (await c.get(f"/v1/contact-lists/{email_list['id']}/contacts", headers=auth())).json()[
             "items"

@@ -163,3 +163,16 @@ def test_timezones_accepted(raw: str) -> None:
 def test_timezones_refused(raw: str) -> None:
     with pytest.raises(RowError):
         normalize_timezone(raw)
+
+
+def test_a_later_column_named_for_the_unit_is_the_primary_one() -> None:
+    # The NovaTalks sample: id,email,full_name,debt for an email list.
+    spec = ListSpec("text", "email", "id", "full_name")
+    plan = plan_columns(["id", "email", "full_name", "debt"], spec)
+    assert [(u.index, u.type) for u in plan.units] == [(1, "email")]
+    row = parse_row(["1", "StoNadya@ukr.net", "nadya", "75.25"], plan, region="US")
+    assert (row.external_id, row.name, row.fields) == ("1", "nadya", {"debt": "75.25"})
+    assert row.units[0]["value"] == "stonadya@ukr.net"
+    # A telephony file with the name first; without any phone-named column the first column is the phone.
+    assert plan_columns(["name", "phone"], TELEPHONY).units[0].index == 1
+    assert plan_columns(["customer", "notes"], TELEPHONY).units[0].index == 0

@@ -180,13 +180,14 @@ def plan_columns(header: Sequence[str], spec: ListSpec) -> ColumnPlan:
     check_header(header)
     keys = [header_key(h) for h in header]
     first_type, first_channel = primary_unit(spec)
-    units = [UnitColumn(0, header[0], first_type, first_channel)]
+    primary = primary_index(keys, first_type)
+    units = [UnitColumn(primary, header[primary], first_type, first_channel)]
     unique_index = _named(spec.unique_id_column, keys, "unique_id_column")
     name_index = _named(spec.name_column, keys, "name_column")
     timezone_index = priority_index = None
     fields: list[tuple[int, str]] = []
     for i, key in enumerate(keys):
-        if i == 0 or i in (unique_index, name_index) or not key:
+        if i in (primary, unique_index, name_index) or not key:
             continue
         base = _base(key)
         if key in _TIMEZONE_HEADERS and timezone_index is None:
@@ -204,6 +205,19 @@ def plan_columns(header: Sequence[str], spec: ListSpec) -> ColumnPlan:
     return ColumnPlan(
         tuple(header), tuple(units), unique_index, name_index, timezone_index, priority_index, tuple(fields)
     )
+
+
+def _names(key: str, hints: frozenset[str]) -> bool:
+    return key in hints or _base(key) in hints
+
+
+def primary_index(keys: Sequence[str], unit_type: str) -> int:
+    """The first column holds the list's unit (Tovie); when the first column is plainly something else and
+    a later one is named for the unit (`id,email,…` for an email list), that column is used instead."""
+    hints = {"phone": _PHONE_HEADERS, "email": _EMAIL_HEADERS}.get(unit_type)
+    if hints is None or _names(keys[0], hints):
+        return 0
+    return next((i for i, key in enumerate(keys) if _names(key, hints)), 0)
 
 
 def _named(column: str | None, keys: list[str], setting: str) -> int | None:
@@ -274,7 +288,7 @@ def parse_row(
             raise RowError(
                 "missing_unique_id", f"the unique id column ({plan.header[plan.unique_index]!r}) is empty"
             )
-        if plan.unique_index == 0:
+        if plan.unique_index == plan.units[0].index:
             external_id = units[0]["value"]
     name = values[plan.name_index] or None if plan.name_index is not None else None
     return ParsedRow(
