@@ -171,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kafka", default="127.0.0.1:9092", help="broker bootstrap servers")
     parser.add_argument("--n", type=int, default=2000, help="contacts in the generated file")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each phase")
+    parser.add_argument("--out", default=None, help="also write the JSON result to this file")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args.url, args.token, args.kafka, args.n, args.timeout))
-    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n"
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+    sys.stdout.write(text)
     return 0
 
 
