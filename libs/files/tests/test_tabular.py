@@ -285,6 +285,19 @@ def test_xlsx_cells_follow_the_text_rules(tmp_path: Path) -> None:
     assert count_rows(table) >= 2
 
 
+def test_xlsx_spooled_without_an_extension_opens(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["phone"])
+    sheet.append([12672345678])
+    path = tmp_path / "dialguard-upload-abc"  # how uploads are spooled: no Excel extension
+    book.save(path)
+    table = open_table(str(path), "xlsx")
+    assert table.header == ["phone"]
+    assert list(table.rows()) == [(2, ["12672345678"])]
+
+
 def test_xlsx_without_header_and_count_from_declared_size(tmp_path: Path) -> None:
     book = openpyxl.Workbook()
     sheet = book.active

@@ -9,6 +9,7 @@ import zipfile
 from typing import Any
 
 import httpx
+import openpyxl
 import orjson
 
 from dialguard.testing.fixtures import StartService
@@ -88,6 +89,37 @@ async def test_analyze_then_import_with_mapping_progress_errors_and_event(
         assert evil[6].startswith("'=")
         only = await c.get(f"/v1/stoplists/{a['id']}/export?type=email", headers=auth())
         assert len(list(csv.reader(io.StringIO(only.text)))) == 2
+
+
+async def test_xlsx_and_zipped_xlsx_import(start_service: StartService) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Phone", "Email"])
+    sheet.append([12672345678, "x@example.com"])
+    sheet.append(["not a phone", None])
+    raw = io.BytesIO()
+    book.save(raw)
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("list.xlsx", raw.getvalue())
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url, timeout=30) as c:
+        for name, body in (("list.xlsx", raw.getvalue()), ("list.zip", zipped.getvalue())):
+            sl = await _stoplist(c, name)
+            started = await c.post(
+                "/v1/imports", files={"file": (name, body)}, data={"stoplist_ids": sl["id"]}, headers=auth()
+            )
+            assert started.status_code == 202, started.text
+
+            async def finished(import_id: str = started.json()["import_id"]) -> Any:
+                r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
+                return r if r["status"] in ("completed", "failed") else None
+
+            result = await wait_for(finished, timeout=60)
+            assert result["status"] == "completed", result
+            assert result["counts"]["imported"] == 2, result  # phone and email of row 2
+            assert result["counts"]["invalid"] == 1, result
 
 
 async def test_bad_files_are_refused_clearly(start_service: StartService) -> None:

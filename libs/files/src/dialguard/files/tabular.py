@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import csv
 import datetime as dt
+import io
 import math
 import re
 import zipfile
@@ -13,6 +14,7 @@ from collections import Counter
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import IO, Any, Final, overload
 
 from dialguard.files.errors import BadEncoding, BadSpreadsheet, EmptyFile, FileError, MalformedFile
@@ -286,7 +288,10 @@ def _load_xlsx(path: str, *, data_only: bool) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
             check_expansion(archive.infolist(), max_uncompressed=XLSX_MAX_UNCOMPRESSED)
-        return openpyxl.load_workbook(path, read_only=True, data_only=data_only, keep_links=False)
+        # From memory, not the path: openpyxl refuses a path without an Excel extension, and uploads
+        # are spooled under neutral names. The file is already size-checked (upload limit, expansion).
+        data = io.BytesIO(Path(path).read_bytes())
+        return openpyxl.load_workbook(data, read_only=True, data_only=data_only, keep_links=False)
     except FileError:
         raise
     except Exception as exc:  # a damaged workbook can fail anywhere inside openpyxl: still bad input
