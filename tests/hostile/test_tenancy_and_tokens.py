@@ -1,4 +1,11 @@
-"""Tokens that must not work (forged, expired, alg=none, other secret) and another account's objects (404)."""
+"""Tokens that must not work (forged, expired, alg=none, other secret) and another account's objects (404).
+
+KNOWN FAILING (a service bug, reported, not fixed here):
+`test_signed_export_link_with_a_non_ascii_signature_is_refused` — lead-action's signed download link
+GET /v1/admin/accounts/{accountId}/leadExports/{exportId}?expires=<future>&signature=<16+ non-ASCII
+characters> answers 500 instead of 403 `invalid_signature` (hmac.compare_digest raises TypeError on a
+non-ASCII str in lead_action/exports.py `verify`).
+"""
 
 from __future__ import annotations
 
@@ -195,3 +202,16 @@ async def test_every_object_route_hides_other_accounts_objects(
         assert found.status_code in (200, 404), found.text
         if found.status_code == 200:
             assert found.json()["items"] == []
+
+
+async def test_signed_export_link_with_a_non_ascii_signature_is_refused(
+    services: dict[str, ServiceProcess], account: str
+) -> None:
+    """The export link's signature is its credential: a forged one is 403, whatever characters it has."""
+    url = f"{services['lead-action'].base_url}/v1/admin/accounts/{account}/leadExports/{uuid.uuid4()}"
+    async with httpx.AsyncClient() as c:
+        ascii_forged = await c.get(url, params={"expires": 4102444800, "signature": "0" * 64})
+        assert ascii_forged.status_code == 403, ascii_forged.text
+        forged = await c.get(url, params={"expires": 4102444800, "signature": "é" * 64})
+        assert forged.status_code == 403, f"{forged.status_code} {forged.text}"
+        assert forged.json()["error"]["code"] == "invalid_signature"
