@@ -92,13 +92,17 @@ class TopicWatch:
     def events(self, topic: str, account: str, event_type: str | None = None) -> list[Seen]:
         if self._task is not None and self._task.done() and not self._task.cancelled():
             self._task.result()  # the watcher died: show why instead of timing out on "saw nothing"
-        return [
-            s
-            for s in self.seen
-            if s.topic == topic
-            and s.envelope.get("account_id") == account
-            and (event_type is None or s.event_type == event_type)
-        ]
+        # Topics are at-least-once (a relay that loses its ack re-publishes); consumers, dialers and
+        # this watcher count an event once per event_id.
+        out: dict[Any, Seen] = {}
+        for s in self.seen:
+            if (
+                s.topic == topic
+                and s.envelope.get("account_id") == account
+                and (event_type is None or s.event_type == event_type)
+            ):
+                out.setdefault(s.envelope.get("event_id"), s)
+        return list(out.values())
 
     async def wait(
         self,

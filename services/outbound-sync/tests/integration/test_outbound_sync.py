@@ -394,7 +394,11 @@ async def test_hanging_target_delays_no_other_and_paused_target_waits(
         assert len(rest.json()["items"]) == 1
         assert rest.json()["next_cursor"] is None
         assert sorted(r["json"]["phone"] for r in await fake.requests("/outbound01/")) == phones
-        assert len(await fake.requests("/outbound02/")) == 3  # arrived, still unanswered
+
+        async def all_hanging() -> bool:  # arrived, still unanswered (the lane sends them concurrently)
+            return len(await fake.requests("/outbound02/")) == 3
+
+        await wait_for(all_hanging, timeout=30)
         assert await fake.requests("/outbound04/") == []
         slow = (await c.get(f"/v1/targets/{hanging}", headers=auth(acct))).json()
         assert slow["status"]["backlog"] == 3
