@@ -229,7 +229,9 @@ async def main() -> None:
             await proc.start(timeout=180)
             return proc
 
-        sup = await start("suppression", HTTP_WORKERS="2")
+        # "Between two services": suppression's relay publishes, contact-list consumes. Suppression's
+        # own ping consumer would be a second consumer of the same events on the same 2 cores.
+        sup = await start("suppression", HTTP_WORKERS="2", PING_CONSUMER_ENABLED="false")
         await start("contact-list")
         print("plumbing: outbox -> broker -> inbox ...", flush=True)
         results["plumbing_throughput"] = await throughput(dsns["suppression"], dsns["contact-list"], n=50_000)

@@ -125,6 +125,7 @@ async def record_pings(batch: Batch) -> None:
 
 
 def enable_pings(runtime: ServiceRuntime) -> APIRouter:
-    """Wire the ping consumer into the runtime and return its router."""
-    runtime.consume("pings", [OPS_PINGS], record_pings, event_types=["Ping"])
+    """Wire the ping consumer into the runtime (unless disabled) and return its router."""
+    if runtime.settings.PING_CONSUMER_ENABLED:
+        runtime.consume("pings", [OPS_PINGS], record_pings, event_types=["Ping"])
     return ping_router()

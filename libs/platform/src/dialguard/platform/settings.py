@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     CONSUMER_BATCH_TIMEOUT_MS: int = 250
     CONSUMER_GROUP_SUFFIX: str = ""
     DB_POOL_MAX: int = 10
+    PING_CONSUMER_ENABLED: bool = (
+        True  # off: this instance only sends pings (e.g. the producer side of a bench)
+    )
 
     def consumer_tuning(self) -> ConsumerTuning:
         """The consumer timings as one value object."""
