@@ -163,6 +163,7 @@ class Rig:
             int, int
         ] = {}  # leads.stopped.v1 partition -> next offset (we are its only writer)
         self.rewound_end: dict[int, int] = {}  # log_end when the broker last lost its logs
+        self.broker_gone_at: float | None = None  # when the stopped broker's process had exited
 
     async def start(self) -> None:
         await asyncio.to_thread(self.stack.start)
@@ -228,6 +229,8 @@ class Rig:
 
     async def bounce_broker(self) -> None:
         await asyncio.to_thread(self.stack.stop_broker)
+        # Tansu answers until its process exits (SIGTERM takes ~1.5 s): that, not the request, is the loss.
+        self.broker_gone_at = time.monotonic()
         self.rewound_end, self.log_end = dict(self.log_end), {}
         await asyncio.sleep(PLAN.hold)
         await asyncio.to_thread(self.stack.start_broker)
@@ -283,10 +286,10 @@ class _Cycle:
                 await asyncio.sleep(PLAN.warmup)
                 self.row.in_flight = self._pending()
                 self.fault_started = time.monotonic()
-                if self.row.fault.startswith("broker"):
-                    self.broker_stopped_at = self.fault_started
+                self.rig.broker_gone_at = None
                 await inject()
                 self.fault_healed = time.monotonic()
+                self.broker_stopped_at = self.rig.broker_gone_at
                 await asyncio.sleep(PLAN.cooldown)
                 self.stop_load.set()
                 await asyncio.gather(*tasks[:2])
