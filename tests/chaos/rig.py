@@ -51,7 +51,7 @@ class Plan:
     recovery_timeout: float
 
 
-SHORT = Plan(cycles=1, event_rate=40.0, warmup=1.5, hold=2.5, cooldown=1.0, recovery_timeout=90.0)
+SHORT = Plan(cycles=1, event_rate=40.0, warmup=1.0, hold=2.0, cooldown=0.5, recovery_timeout=90.0)
 LONG_PLAN = Plan(cycles=3, event_rate=150.0, warmup=4.0, hold=8.0, cooldown=4.0, recovery_timeout=180.0)
 PLAN = LONG_PLAN if LONG else SHORT
 

@@ -6,6 +6,8 @@ GET /v1/admin/accounts/{accountId}/leadExports/{exportId}?expires=..&signature=<
 str with non-ASCII characters. It fails the first test below for lead-action (and the no-token one
 whenever the generated signature is non-ASCII); the precise reproduction is
 `test_tenancy_and_tokens.py::test_signed_export_link_with_a_non_ascii_signature_is_refused`.
+Suppression's POST /v1/check with an unknown region (e.g. "TB") answers 500 when drawn; precise
+reproduction: `test_limits_and_values.py::test_check_with_an_unknown_region_is_422`.
 """
 
 from __future__ import annotations
