@@ -1,5 +1,7 @@
 """outbound-sync on the real stack against tools/fake_outbound.py: deliveries/s with connection reuse, and a
-healthy target's publish-to-delivered latency while another target of the same stoplist hangs.
+healthy target's publish-to-delivered latency alone and while another target of the same stoplist hangs,
+and end to end at 200 events/s: an upstream LeadStopped until the TM target received the entry
+(suppression and outbound-sync as separate processes).
 
     .venv/bin/python bench/bench_outbound_sync.py --n 2000
 """
@@ -24,7 +26,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from dialguard.events import Envelope
-from dialguard.events.topics import SUPPRESSION_CHANGES
+from dialguard.events.topics import LEADS_STOPPED, SUPPRESSION_CHANGES
 from dialguard.testing.helpers import SECRET, auth
 from dialguard.testing.infra import acquire_infra
 from dialguard.testing.services import ServiceProcess, create_database, free_port, provision_all, service_env
@@ -113,12 +115,15 @@ async def isolation(
     db: asyncpg.Connection,
     n: int,
     rate: float,
+    hanging: bool = True,
 ) -> dict[str, Any]:
-    """Two targets on one stoplist, one hanging: the healthy one's publish-to-delivered latency (p50/p99)."""
+    """Two targets on one stoplist, one hanging (or, as the baseline, one target alone): the healthy
+    one's publish-to-delivered latency (p50/p99)."""
     account, stoplist = f"bench-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
-    await fake.post("/_behaviour", json={"match": "/outbound02/", "hang": True})
     async with httpx.AsyncClient(base_url=svc.base_url) as c:
-        await _target(c, account, stoplist, "02", "hanging")
+        if hanging:
+            await fake.post("/_behaviour", json={"match": "/outbound02/", "hang": True})
+            await _target(c, account, stoplist, "02", "hanging")
         healthy = await _target(c, account, stoplist, "01", "healthy")
     published: dict[str, float] = {}
     for i in range(n):
@@ -153,7 +158,77 @@ async def isolation(
     }
 
 
-async def run(n: int, rate: float) -> dict[str, Any]:
+async def end_to_end(
+    suppression: ServiceProcess,
+    svc: ServiceProcess,
+    fake: httpx.AsyncClient,
+    producer: AIOKafkaProducer,
+    *,
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """LeadStopped published upstream -> suppression entry -> SuppressionChanged -> outbound-sync -> the TM
+    target received it: p50/p99 from the publish to the fake server's receipt, at a fixed rate."""
+    account = f"e2e-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=suppression.base_url) as c:
+        r = await c.post("/v1/stoplists", json={"name": "bench"}, headers=auth(account))
+        r.raise_for_status()
+        stoplist = r.json()["id"]
+    async with httpx.AsyncClient(base_url=svc.base_url) as c:
+        await _target(c, account, stoplist, "03", f"e2e-{account}")
+    sent: dict[str, float] = {}
+    start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        phone = f"1267{3000000 + i:07d}"
+        env = Envelope(
+            event_type="LeadStopped",
+            account_id=account,
+            producer="bench",
+            payload={
+                "identifier": {"type": "phone", "value": phone},
+                "channel": None,
+                "stoplist_id": stoplist,
+                "source": "api",
+                "sender": None,
+                "reason": "bench",
+                "expires_in_days": None,
+            },
+        )
+        sent[phone] = time.time()
+        await producer.send(LEADS_STOPPED, env.to_bytes(), key=f"{account}:phone:{phone}".encode())
+        i += 1
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+    prefix = f"/outbound03/projects/e2e-{account}/"
+
+    async def received() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = (await fake.get("/_requests", params={"path_prefix": prefix})).json()[
+            "items"
+        ]
+        return got
+
+    deadline = time.perf_counter() + 120
+    got = await received()
+    while len({req["json"]["phone"] for req in got}) < len(sent) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.5)
+        got = await received()
+    first: dict[str, float] = {}
+    for req in got:
+        first.setdefault(req["json"]["phone"], req["received_at"])
+    latencies = sorted((first[p] - sent[p]) * 1000 for p in sent if p in first)
+    return {
+        "events": len(sent),
+        "rate_per_s": rate,
+        "received": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1)
+        if latencies
+        else None,
+        "max_ms": round(latencies[-1], 1) if latencies else None,
+    }
+
+
+async def run(n: int, rate: float, e2e_seconds: float = 10.0) -> dict[str, Any]:
     """Bring up servers, the fake Outbound and outbound-sync; run both measurements; tear down."""
     infra = await asyncio.to_thread(acquire_infra, REPO / ".local" / f"bench-outbound-{os.getpid()}")
     fake_port = free_port()
@@ -162,6 +237,7 @@ async def run(n: int, rate: float) -> dict[str, Any]:
         start_new_session=True,
     )
     svc: ServiceProcess | None = None
+    suppression: ServiceProcess | None = None
     try:
         admin = await create_database(infra.postgres_admin_url)
         dsn = (await provision_all(admin))["outbound-sync"]
@@ -173,9 +249,18 @@ async def run(n: int, rate: float) -> dict[str, Any]:
             OUTBOUND_TM_URL_TEMPLATE=f"http://127.0.0.1:{fake_port}/outbound{{system}}",
             DELIVERY_TIMEOUT_S="60",
             DELIVERY_POLL_S="0.1",
+            DELIVERY_CONCURRENCY_PER_TARGET=os.environ.get("BENCH_DELIVERY_CONCURRENCY", "4"),
         )
         svc = ServiceProcess("outbound-sync", env, REPO / ".local" / "bench-logs")
         await svc.start(timeout=120)
+        sup_env = service_env(
+            kafka=infra.kafka_bootstrap,
+            database_url=(await provision_all(admin))["suppression"],
+            redis_url=infra.redis_url,
+            secret=SECRET,
+        )
+        suppression = ServiceProcess("suppression", sup_env, REPO / ".local" / "bench-logs")
+        await suppression.start(timeout=120)
         producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, linger_ms=5)
         await producer.start()
         db = await asyncpg.connect(dsn)
@@ -183,12 +268,24 @@ async def run(n: int, rate: float) -> dict[str, Any]:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fake_port}", timeout=30) as fake:
                 results = {
                     "throughput": await throughput(svc, fake, producer, db, n),
+                    "baseline_one_target": await isolation(
+                        svc, fake, producer, db, max(10, n // 10), rate, hanging=False
+                    ),
                     "isolation": await isolation(svc, fake, producer, db, max(10, n // 10), rate),
+                    "end_to_end_lead_stopped_to_tm": await end_to_end(
+                        suppression, svc, fake, producer, rate=200.0, seconds=e2e_seconds
+                    ),
                 }
+                base = results["baseline_one_target"]["healthy_p99_ms"]
+                results["isolation"]["p99_vs_baseline"] = round(
+                    results["isolation"]["healthy_p99_ms"] / base, 2
+                )
         finally:
             await db.close()
             await producer.stop()
     finally:
+        if suppression is not None:
+            await suppression.stop()
         if svc is not None:
             await svc.stop()
         fake_proc.terminate()
@@ -202,9 +299,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="outbound-sync delivery benchmark")
     parser.add_argument("--n", type=int, default=5000, help="deliveries in the throughput run")
     parser.add_argument("--rate", type=float, default=50.0, help="publish rate of the isolation run, per s")
+    parser.add_argument("--e2e-seconds", type=float, default=10.0, help="length of the 200/s end-to-end run")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
-    results = asyncio.run(run(args.n, args.rate))
+    results = asyncio.run(run(args.n, args.rate, args.e2e_seconds))
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
