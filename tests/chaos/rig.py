@@ -456,6 +456,15 @@ class _Cycle:
             unstops -= self._excused(unstops)
         self.row.lost = len(lost)
         self.row.unstops_missing = len(unstops)
+        if lost and self.broker_stopped_at is not None:
+            when = sorted(
+                round((self.event_acked.get(p) or self.http_acked[p]) - self.broker_stopped_at, 1)
+                for p in lost
+            )
+            self.row.notes.append(
+                f"lost ones were acked {when[0]}..{when[-1]} s after the old broker exited "
+                f"(heal at {round(self.fault_healed - self.broker_stopped_at, 1)} s)"
+            )
         if lost:
             http = lost & set(self.http_acked)
             self.row.notes.append(
