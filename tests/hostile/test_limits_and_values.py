@@ -1,20 +1,9 @@
 """Oversized input is refused (413/422), and SQL-looking or unicode-heavy values come back byte for byte.
 
-KNOWN FAILING (service bugs, reported, not fixed here): `test_nul_bytes_are_refused_not_crashed`.
-A JSON string holding U+0000 reaches Postgres, which refuses it (asyncpg
-CharacterNotInRepertoireError: invalid byte sequence for encoding "UTF8": 0x00):
-- suppression POST /v1/stoplists {"name": "a\u0000b"} -> 500;
-- suppression POST /v1/stoplists/{id}/entries {"identifier": {"type": "person_id", "value": "p\u0000"}} -> 500;
-- suppression POST /v1/stoplists/{id}/entries {..., "reason": "a\u0000b"} -> connection dropped, no response;
-- lead-action POST /v1/admin/accounts/{a}/dialGroups {"name": "a\u0000b"} -> 500.
-contact-list answers these correctly.
-
-KNOWN FAILING: `test_check_with_an_unknown_region_is_422` — suppression POST /v1/check
-{"identifiers": [{"type": "phone", "value": "12672345678"}], "region": "TB"} (well-formed, but no such
-ISO region) answers 500: checks.batch_keys -> identifiers.canonical_nanp_region raises
-InvalidIdentifier("unknown phone region 'TB'"), which check_http does not turn into a 422. (Found by
-schemathesis: also fails `test_openapi_fuzz.py` for suppression when it draws such a region.) GET /v1/check
-with the same region correctly answers 422.
+Two bugs this suite found are fixed: U+0000 in any text field reached Postgres, which refuses it
+(500s in suppression and lead-action; now 422 `invalid_characters` from the platform's error
+handlers), and POST /v1/check with a well-formed but unknown region (e.g. "TB") was a 500 (now 422
+naming `region`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,8 +57,29 @@ _STATUS_CODES = {
 }
 
 
+UNSTORABLE_TEXT: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+"""Postgres refuses U+0000 (and text it cannot encode) in any text column: that is bad input, not a 500."""
+
+
+def unstorable_text() -> ApiError:
+    return ApiError(
+        422,
+        "invalid_characters",
+        "a text value holds a character that cannot be stored (U+0000 or an unencodable character)",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map validation, HTTP and unexpected errors to the contract's body."""
+
+    @app.exception_handler(asyncpg.exceptions.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.exceptions.UntranslatableCharacterError)
+    async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
+        err = unstorable_text()
+        return JSONResponse(error_body(err.code, err.message), err.status)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -21,8 +21,9 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dialguard.identifiers import InvalidIdentifier, canonical_nanp_region
 from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, VIEWER, Principal, authenticate
-from dialguard.platform.errors import ApiError, error_body
+from dialguard.platform.errors import UNSTORABLE_TEXT, ApiError, error_body, unstorable_text
 from dialguard.platform.observability import HTTP_LATENCY
 from dialguard.suppression.checks import ID_TYPES, BadItem, batch_keys, prepare, run_checks, suppressed_keys
 from dialguard.suppression.handlers import Suppression
@@ -62,6 +63,10 @@ def _region(value: Any, default: str) -> str:
         return default
     if not isinstance(value, str) or not _REGION.fullmatch(value):
         raise invalid("region", "ISO 3166 alpha-2, upper case")
+    try:
+        canonical_nanp_region(value)  # also proves libphonenumber knows the region
+    except InvalidIdentifier as exc:
+        raise invalid("region", exc.reason) from exc
     return value
 
 
@@ -169,6 +174,9 @@ class CheckFastPath:
             else:
                 raw = await read_body(scope, receive, MAX_CHECK_BODY)
                 body = await answer_batch(self._svc(), principal, raw, self._region)
+        except UNSTORABLE_TEXT:
+            exc = unstorable_text()
+            status, body = exc.status, orjson.dumps(error_body(exc.code, exc.message))
         except ApiError as exc:
             status = exc.status
             body = orjson.dumps(error_body(exc.code, exc.message, exc.details))
