@@ -16,7 +16,10 @@ from dialguard.testing.services import ServiceProcess, create_database, provisio
 REPO = Path(__file__).resolve().parents[4]
 
 
-@pytest.fixture(scope="session")
+# Module, not session: a shared process outliving its tests would keep consuming every topic from the
+# start while later suites run (other tests' events, CPU), e.g. publishing LeadStopped for the
+# CallResults of the e2e accounts.
+@pytest.fixture(scope="module")
 async def shared_service(infra: Any) -> AsyncIterator[ServiceProcess]:
     admin = await create_database(infra.postgres_admin_url)
     dsns = await provision_all(admin)

@@ -176,7 +176,10 @@ async def make_harness(infra: Any, start_service: StartService) -> AsyncIterator
         await h.close()
 
 
-@pytest.fixture(scope="session")
+# Module, not session: a shared process outliving its tests would keep consuming every topic from the
+# start while later suites run (other tests' events, CPU), e.g. publishing LeadStopped for the
+# CallResults of the e2e accounts.
+@pytest.fixture(scope="module")
 async def shared_service(infra: Any) -> AsyncIterator[ServiceProcess]:
     """One lead-action process for the tests that need no special settings (each uses its own account)."""
     admin = await create_database(infra.postgres_admin_url)

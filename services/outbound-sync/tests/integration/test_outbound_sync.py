@@ -395,10 +395,10 @@ async def test_hanging_target_delays_no_other_and_paused_target_waits(
         assert rest.json()["next_cursor"] is None
         assert sorted(r["json"]["phone"] for r in await fake.requests("/outbound01/")) == phones
 
-        async def all_hanging() -> bool:  # arrived, still unanswered (the lane sends them concurrently)
-            return len(await fake.requests("/outbound02/")) == 3
+        async def hanging_reached() -> bool:  # arrived, still unanswered; the lane's round holds the rest
+            return len(await fake.requests("/outbound02/")) >= 1
 
-        await wait_for(all_hanging, timeout=30)
+        await wait_for(hanging_reached, timeout=30)
         assert await fake.requests("/outbound04/") == []
         slow = (await c.get(f"/v1/targets/{hanging}", headers=auth(acct))).json()
         assert slow["status"]["backlog"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -64,6 +65,22 @@ UNSTORABLE_TEXT: tuple[type[Exception], ...] = (
 """Postgres refuses U+0000 (and text it cannot encode) in any text column: that is bad input, not a 500."""
 
 
+DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 cannot connect now
+    OSError,  # connection refused / reset while Postgres restarts
+    asyncio.TimeoutError,
+)
+"""A request that met Postgres down or restarting: 503 and retry, not a 500."""
+
+
+def unavailable() -> ApiError:
+    return ApiError(
+        503, "unavailable", "a dependency is unavailable, retry shortly", headers={"Retry-After": "1"}
+    )
+
+
 def unstorable_text() -> ApiError:
     return ApiError(
         422,
@@ -74,6 +91,14 @@ def unstorable_text() -> ApiError:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map validation, HTTP and unexpected errors to the contract's body."""
+
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("request failed on an unavailable dependency", error=repr(exc))
+        err = unavailable()
+        return JSONResponse(error_body(err.code, err.message), err.status, headers=err.headers)
+
+    for kind in DEPENDENCY_DOWN:
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(asyncpg.exceptions.CharacterNotInRepertoireError)
     @app.exception_handler(asyncpg.exceptions.UntranslatableCharacterError)

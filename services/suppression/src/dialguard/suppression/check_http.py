@@ -8,7 +8,6 @@ same functions below; this middleware answers before they are reached.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
@@ -16,14 +15,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-import asyncpg
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dialguard.identifiers import InvalidIdentifier, canonical_nanp_region
 from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, VIEWER, Principal, authenticate
-from dialguard.platform.errors import UNSTORABLE_TEXT, ApiError, error_body, unstorable_text
+from dialguard.platform.errors import DEPENDENCY_DOWN, UNSTORABLE_TEXT, ApiError, error_body, unstorable_text
 from dialguard.platform.observability import HTTP_LATENCY
 from dialguard.suppression.checks import ID_TYPES, BadItem, batch_keys, prepare, run_checks, suppressed_keys
 from dialguard.suppression.handlers import Suppression
@@ -36,7 +34,7 @@ MAX_CHECK_IDS = 10_000
 MAX_CHECK_BODY = 8 * 1024 * 1024
 CHANNELS = frozenset(("voice", "sms", "whatsapp", "viber", "email", "messenger"))
 _REGION = re.compile(r"[A-Z]{2}")
-_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_UNAVAILABLE = DEPENDENCY_DOWN
 
 
 def invalid(field: str, reason: str) -> ApiError:
