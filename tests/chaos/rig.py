@@ -112,8 +112,12 @@ class ChangeWatch:
 
     async def _run(self) -> None:
         assert self._consumer is not None
+        checked = time.monotonic()
         while True:
             try:
+                if time.monotonic() - checked > 1.0:
+                    checked = time.monotonic()
+                    await self._rewind_past_end()
                 batches = await self._consumer.getmany(timeout_ms=200)
             except KafkaError:  # broker away or log reset under us: the consumer reconnects by itself
                 await asyncio.sleep(0.2)
@@ -131,6 +135,15 @@ class ChangeWatch:
             return
         target = self.added if payload.get("op") == "added" else self.removed
         target[key].append(env["event_id"])
+
+    async def _rewind_past_end(self) -> None:
+        """A position beyond the log's end means the log restarted (Tansu memory): read it from 0 again."""
+        assert self._consumer is not None
+        parts = [TopicPartition(SUPPRESSION_CHANGES, p) for p in range(TOPICS[SUPPRESSION_CHANGES])]
+        ends = await self._consumer.end_offsets(parts)
+        behind = [tp for tp in parts if await self._consumer.position(tp) > ends[tp]]
+        if behind:
+            await self._consumer.seek_to_beginning(*behind)
 
     async def rewind(self) -> None:
         """Read again from the start: a restarted Tansu begins every log at offset 0 (memory storage), and
@@ -466,6 +479,10 @@ class _Cycle:
                 f"(heal at {round(self.fault_healed - self.broker_stopped_at, 1)} s)"
             )
         if lost:
+            on_log = await self._on_topic_now(lost)
+            self.row.notes.append(
+                f"a fresh consumer reading {SUPPRESSION_CHANGES} from offset 0 now finds {len(on_log)} of them"
+            )
             http = lost & set(self.http_acked)
             self.row.notes.append(
                 f"lost {len(lost)}: {len(http)} HTTP adds, {len(lost) - len(http)} events; "
@@ -476,6 +493,36 @@ class _Cycle:
             self.row.notes.append(f"{n}x {what}")
         if self.false_negative_phones:
             self.row.notes.append(f"false negatives e.g. {sorted(self.false_negative_phones)[:5]}")
+
+    async def _on_topic_now(self, phones: set[str]) -> set[str]:
+        """Which phones' `added` events a brand-new reader finds (tells a stuck watcher from a lost event)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.rig.stack.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+        )
+        await consumer.start()
+        found: set[str] = set()
+        try:
+            parts = [
+                TopicPartition(SUPPRESSION_CHANGES, p)
+                for p in consumer.partitions_for_topic(SUPPRESSION_CHANGES) or ()
+            ]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                positions = [await consumer.position(tp) for tp in parts]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, parts, strict=True)):
+                    break
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        env = orjson.loads(r.value or b"{}")
+                        value = env.get("payload", {}).get("entry", {}).get("identifier", {}).get("value")
+                        if env.get("account_id") == self.account and value in phones:
+                            found.add(value)
+        finally:
+            await consumer.stop()
+        return found
 
     def _excused(self, phones: set[str]) -> set[str]:
         """The phones whose loss the broker restart explains (none when the fault was not the broker)."""

@@ -7,6 +7,15 @@ in progress` / `ConnectionRefusedError` from a pooled connection Postgres closed
 POST /v1/check (`InternalClientError` is not among check_http's `_UNAVAILABLE` errors). No opt-out is
 lost and no check gives a false negative; the failing assertion is the "other 5xx" one of
 `test_fault_keeps_every_opt_out[Postgres stop/start]`.
+
+KNOWN FAILING, INTERMITTENT (reported, cause not yet pinned): `[broker stop/start]` sometimes loses a
+few HTTP-acknowledged adds *from the topic*: their outbox rows are gone (backlog 0) and the check API
+suppresses them, but their SuppressionChanged is not on suppression.changes.v1 — a fresh consumer
+reading from offset 0 does not find it either (the cycle's notes say so). The lost ones are always the
+first outbox batch relayed in the ~0.3-4 s after the restarted broker is up and topics are recreated.
+Either Tansu acks that first produce without storing it, or the relay (libs/messaging relay.py)
+deletes rows whose send did not land; a run against real Kafka (`make up`) would tell which.
+Losses of data Tansu held in memory before the restart are counted apart and do not fail the test.
 """
 
 from __future__ import annotations
