@@ -68,6 +68,7 @@ UNSTORABLE_TEXT: tuple[type[Exception], ...] = (
 DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # e.g. "cannot switch to state": a connection broken mid-restart
     asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 cannot connect now
     OSError,  # connection refused / reset while Postgres restarts
     asyncio.TimeoutError,

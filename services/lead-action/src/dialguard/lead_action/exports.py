@@ -110,7 +110,10 @@ def sign(secret: str, *, account_id: str, export_id: str, expires: int) -> str:
 def verify(secret: str, *, account_id: str, export_id: str, expires: int, signature: str, now: float) -> bool:
     """Valid signature and not yet expired."""
     expected = sign(secret, account_id=account_id, export_id=export_id, expires=expires)
-    return hmac.compare_digest(expected, signature) and now < expires
+    # compare_digest refuses non-ASCII str (TypeError): compare UTF-8 bytes, so any text is just "wrong".
+    return (
+        hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")) and now < expires
+    )
 
 
 def download_url(settings: Settings, *, account_id: str, export_id: str, expires: int) -> str:
