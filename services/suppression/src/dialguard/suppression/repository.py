@@ -270,6 +270,15 @@ async def record_removals(
     )
 
 
+# A live entry applies to a check when its channel/sender is null or equal (an omitted check field = any).
+_APPLIES_TO_CHECK = """
+    WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
+      AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
+      AND ($5::text IS NULL OR sender IS NULL OR sender = $5)
+      AND (expires_at IS NULL OR expires_at > now())
+      AND ($6::uuid[] IS NULL OR stoplist_id = ANY($6::uuid[]))"""
+
+
 async def matching_entries(
     conn: asyncpg.Connection,
     *,
@@ -282,12 +291,7 @@ async def matching_entries(
 ) -> list[asyncpg.Record]:
     """Live entries that apply to a check (channel/sender null or equal; omitted check field = any)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT value, id, stoplist_id, channel, sender FROM entries
-           WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
-             AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
-             AND ($5::text IS NULL OR sender IS NULL OR sender = $5)
-             AND (expires_at IS NULL OR expires_at > now())
-             AND ($6::uuid[] IS NULL OR stoplist_id = ANY($6::uuid[]))""",
+        "SELECT value, id, stoplist_id, channel, sender FROM entries" + _APPLIES_TO_CHECK,
         account_id,
         id_type,
         list(values),
@@ -310,12 +314,7 @@ async def matching_values(
 ) -> list[str]:
     """Cache keys ('type:value') of the values with a live entry that applies (batch checks need no details)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT DISTINCT id_type || ':' || value FROM entries
-           WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
-             AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
-             AND ($5::text IS NULL OR sender IS NULL OR sender = $5)
-             AND (expires_at IS NULL OR expires_at > now())
-             AND ($6::uuid[] IS NULL OR stoplist_id = ANY($6::uuid[]))""",
+        "SELECT DISTINCT id_type || ':' || value FROM entries" + _APPLIES_TO_CHECK,
         account_id,
         id_type,
         list(values),
