@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from dialguard.events.envelope import format_time
 from dialguard.identifiers import InvalidIdentifier, normalize_identifier, validate_channel
-from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, READERS, Principal, require_roles
+from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
 from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from dialguard.suppression import repository as repo
-from dialguard.suppression.check_http import answer_batch, answer_one
+from dialguard.suppression.check_http import CHECK_ROLES, MAX_CHECK_IDS, answer_batch, answer_one
 from dialguard.suppression.domain import NewEntry
 from dialguard.suppression.handlers import (
     Suppression,
@@ -31,14 +31,13 @@ from dialguard.suppression.handlers import (
 
 Manager = Annotated[Principal, Depends(require_roles(OUTBOUND_MANAGER))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
-Checker = Annotated[Principal, Depends(require_roles(DIALER, OUTBOUND_MANAGER, OPS, "VIEWER"))]
+Checker = Annotated[Principal, Depends(require_roles(*CHECK_ROLES))]
 
 IdType = Literal["phone", "email", "person_id", "client_id"]
 ChannelName = Literal["voice", "sms", "whatsapp", "viber", "email", "messenger"]
 Source = Literal[
     "end_user_message", "campaign_action", "url_opt_out", "manual", "agent_disposition", "api", "import"
 ]
-MAX_CHECK_IDS = 10_000
 
 
 class IdentifierIn(BaseModel):

@@ -19,6 +19,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dialguard.identifiers import CHANNELS as IDENTIFIER_CHANNELS
 from dialguard.identifiers import InvalidIdentifier, canonical_nanp_region
 from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, VIEWER, Principal, authenticate
 from dialguard.platform.errors import DEPENDENCY_DOWN, UNSTORABLE_TEXT, ApiError, error_body, unstorable_text
@@ -32,9 +33,8 @@ CHECK_PATH = "/v1/check"
 CHECK_ROLES = frozenset((DIALER, OUTBOUND_MANAGER, OPS, VIEWER))
 MAX_CHECK_IDS = 10_000
 MAX_CHECK_BODY = 8 * 1024 * 1024
-CHANNELS = frozenset(("voice", "sms", "whatsapp", "viber", "email", "messenger"))
+CHANNELS = frozenset(IDENTIFIER_CHANNELS)
 _REGION = re.compile(r"[A-Z]{2}")
-_UNAVAILABLE = DEPENDENCY_DOWN
 
 
 def invalid(field: str, reason: str) -> ApiError:
@@ -179,7 +179,7 @@ class CheckFastPath:
             status = exc.status
             body = orjson.dumps(error_body(exc.code, exc.message, exc.details))
             headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-        except _UNAVAILABLE as exc:
+        except DEPENDENCY_DOWN as exc:
             log.warning("check unavailable", error=repr(exc))
             status = 503
             body = orjson.dumps(error_body("unavailable", "suppression store unavailable, retry shortly"))

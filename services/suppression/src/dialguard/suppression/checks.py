@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialguard.identifiers import (
+    IDENTIFIER_TYPES,
     InvalidIdentifier,
     canonical_nanp_region,
     identifier_readings,
     phone_candidates,
 )
 from dialguard.suppression import repository as repo
-from dialguard.suppression.domain import cache_key
 from dialguard.suppression.handlers import Suppression
 
 
@@ -46,7 +46,7 @@ def prepare(raw_items: Sequence[dict[str, Any]], *, region: str) -> list[CheckIt
     return items
 
 
-ID_TYPES = frozenset(("phone", "email", "person_id", "client_id"))
+ID_TYPES = frozenset(IDENTIFIER_TYPES)
 
 
 class BadItem(ValueError):
@@ -93,6 +93,17 @@ def batch_keys(
     return keys, errors
 
 
+async def _maybe_by_type(svc: Suppression, account_id: str, keys: Sequence[str]) -> dict[str, list[str]]:
+    """Values per identifier type that the bloom cache cannot rule out (all of them while it is not ready)."""
+    answer = await svc.cache.lookup(account_id, [k.encode() for k in keys]) if keys else None
+    maybe = keys if answer is None else [k for k, hit in zip(keys, answer, strict=True) if hit]
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for key in maybe:
+        id_type, _, value = key.partition(":")
+        by_type[id_type].append(value)
+    return by_type
+
+
 async def suppressed_keys(
     svc: Suppression,
     keys: Sequence[str],
@@ -103,12 +114,7 @@ async def suppressed_keys(
     stoplist_ids: Sequence[uuid.UUID] | None,
 ) -> set[str]:
     """The keys with a live entry that applies: the bloom cache rules out most, Postgres confirms the rest."""
-    answer = await svc.cache.lookup(account_id, [k.encode() for k in keys]) if keys else None
-    maybe = keys if answer is None else [k for k, hit in zip(keys, answer, strict=True) if hit]
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for key in maybe:
-        id_type, _, value = key.partition(":")
-        by_type[id_type].append(value)
+    by_type = await _maybe_by_type(svc, account_id, keys)
     found: set[str] = set()
     if by_type:
         async with svc.runtime.pool.acquire() as conn:
@@ -137,13 +143,8 @@ async def run_checks(
     stoplist_ids: Sequence[uuid.UUID] | None,
 ) -> list[CheckItem]:
     """Fill each item's matches; one cache round trip and one query per identifier type."""
-    keys = list({reading for item in items for reading in item.readings})
-    maybe: list[tuple[str, str]]
-    answer = await svc.cache.lookup(account_id, [cache_key(t, v) for t, v in keys]) if keys else None
-    maybe = keys if answer is None else [k for k, hit in zip(keys, answer, strict=True) if hit]
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for id_type, value in maybe:
-        by_type[id_type].append(value)
+    keys = list({f"{t}:{v}" for item in items for t, v in item.readings})  # cache_key, as text
+    by_type = await _maybe_by_type(svc, account_id, keys)
     found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     if by_type:
         async with svc.runtime.pool.acquire() as conn:
