@@ -22,7 +22,15 @@ from dialguard.platform.runtime import PLATFORM_SQL, ServiceRuntime
 from dialguard.platform.settings import ServiceSettings
 from dialguard.suppression import repository as repo
 from dialguard.suppression.cache_redis import RedisSuppressionCache
-from dialguard.suppression.checks import batch_keys, prepare, run_checks, suppressed_keys
+from dialguard.suppression.check_wire import CheckIdentifier
+from dialguard.suppression.checks import (
+    batch_keys,
+    canonical_nanp_phones,
+    prepare,
+    run_checks,
+    suppressed_keys,
+    suppressed_phones,
+)
 from dialguard.suppression.domain import NewEntry
 from dialguard.suppression.handlers import Suppression, add_entries, remove_entries
 
@@ -133,7 +141,8 @@ async def test_checks_match_the_model_through_flushes_and_rebuilds(harness: Any,
         else:
             await redis.flushall()
         for channel in CHANNELS:  # the batch path (what POST /v1/check runs)
-            keys, errors = batch_keys([{"type": "phone", "value": p} for p in PHONES], region="US")
+            items = [CheckIdentifier("phone", p) for p in PHONES]
+            keys, errors = batch_keys(items, region="US")
             assert not errors
             found = await suppressed_keys(
                 svc,
@@ -145,3 +154,9 @@ async def test_checks_match_the_model_through_flushes_and_rebuilds(harness: Any,
             )
             got = [not found.isdisjoint(ks) for ks in keys]
             assert got == [expected(model, p, channel) for p in PHONES], (phase, channel)
+            phones = canonical_nanp_phones(items, region="US")  # the vectorised path for canonical phones
+            assert phones == PHONES
+            fast = await suppressed_phones(
+                svc, phones, account_id=account, channel=channel, sender=None, stoplist_ids=None
+            )
+            assert fast == got, (phase, channel)

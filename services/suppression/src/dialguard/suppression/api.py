@@ -19,7 +19,8 @@ from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, requir
 from dialguard.platform.errors import ApiError, not_found
 from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from dialguard.suppression import repository as repo
-from dialguard.suppression.check_http import CHECK_ROLES, MAX_CHECK_IDS, answer_batch, answer_one
+from dialguard.suppression.check_http import CHECK_ROLES, answer_batch, answer_one
+from dialguard.suppression.check_wire import MAX_CHECK_IDS
 from dialguard.suppression.domain import NewEntry
 from dialguard.suppression.handlers import (
     Suppression,

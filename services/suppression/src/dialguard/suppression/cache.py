@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+Keys: TypeAlias = Sequence[bytes] | npt.NDArray[np.bytes_]
+Mask: TypeAlias = npt.NDArray[np.bool_]
 
 
 class SuppressionCache(Protocol):
@@ -11,7 +17,7 @@ class SuppressionCache(Protocol):
 
     async def add(self, account_id: str, keys: Sequence[bytes]) -> None: ...
 
-    async def lookup(self, account_id: str, keys: Sequence[bytes]) -> list[bool] | None: ...
+    async def lookup(self, account_id: str, keys: Keys) -> Mask | None: ...
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -22,7 +28,7 @@ class NoCache:
     async def add(self, account_id: str, keys: Sequence[bytes]) -> None:
         return None
 
-    async def lookup(self, account_id: str, keys: Sequence[bytes]) -> list[bool] | None:
+    async def lookup(self, account_id: str, keys: Keys) -> Mask | None:
         return None
 
     async def status(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dialguard.suppression.bloom import BloomCache, RebuildInProgress
+from dialguard.suppression.cache import Keys, Mask
 
 log = structlog.get_logger(__name__)
 
@@ -60,10 +61,10 @@ class RedisSuppressionCache:
         await self._ensure_started()
         await self._bloom.add(account_id, keys)
 
-    async def lookup(self, account_id: str, keys: Sequence[bytes]) -> list[bool] | None:
+    async def lookup(self, account_id: str, keys: Keys) -> Mask | None:
         try:
             await self._ensure_started()
-            answer = await self._bloom.lookup(account_id, keys)
+            answer = await self._bloom.lookup_mask(account_id, keys)
         except REDIS_ERRORS as exc:
             log.warning("cache unavailable, answering from Postgres", error=repr(exc))
             return None

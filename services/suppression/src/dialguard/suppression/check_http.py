@@ -24,22 +24,25 @@ from dialguard.identifiers import InvalidIdentifier, canonical_nanp_region
 from dialguard.platform.auth import DIALER, OPS, OUTBOUND_MANAGER, VIEWER, Principal, authenticate
 from dialguard.platform.errors import DEPENDENCY_DOWN, UNSTORABLE_TEXT, ApiError, error_body, unstorable_text
 from dialguard.platform.observability import HTTP_LATENCY
-from dialguard.suppression.checks import ID_TYPES, BadItem, batch_keys, prepare, run_checks, suppressed_keys
+from dialguard.suppression.check_wire import CheckError, CheckResult, decode_request, encode_answer, invalid
+from dialguard.suppression.checks import (
+    ID_TYPES,
+    batch_keys,
+    canonical_nanp_phones,
+    prepare,
+    run_checks,
+    suppressed_keys,
+    suppressed_phones,
+)
 from dialguard.suppression.handlers import Suppression
 
 log = structlog.get_logger(__name__)
 
 CHECK_PATH = "/v1/check"
 CHECK_ROLES = frozenset((DIALER, OUTBOUND_MANAGER, OPS, VIEWER))
-MAX_CHECK_IDS = 10_000
 MAX_CHECK_BODY = 8 * 1024 * 1024
 CHANNELS = frozenset(IDENTIFIER_CHANNELS)
 _REGION = re.compile(r"[A-Z]{2}")
-
-
-def invalid(field: str, reason: str) -> ApiError:
-    """422 naming the field, as every other route of the service answers bad input."""
-    return ApiError(422, "validation_error", f"invalid input: {field}", [{"field": field, "reason": reason}])
 
 
 def _optional_text(value: Any, field: str, max_len: int) -> str | None:
@@ -101,22 +104,12 @@ async def answer_one(
 async def answer_batch(svc: Suppression, principal: Principal, raw: bytes, default_region: str) -> bytes:
     """POST /v1/check: up to 10,000 identifiers, answered in request order; an unreadable one is answered
     with its error (suppressed false) instead of failing the batch."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid("body", f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise invalid("body", "must be an object")
-    ids = data.get("identifiers")
-    if not isinstance(ids, list):
-        raise invalid("identifiers", "required list")
-    if len(ids) > MAX_CHECK_IDS:
-        raise invalid("identifiers", f"at most {MAX_CHECK_IDS} identifiers per request")
-    channel = _channel(data.get("channel"))
-    sender = _optional_text(data.get("sender"), "sender", 256)
-    region = _region(data.get("region"), default_region)
+    request = decode_request(raw)
+    channel = _channel(request.channel)
+    sender = _optional_text(request.sender, "sender", 256)
+    region = _region(request.region, default_region)
     stoplist_ids: list[uuid.UUID] | None = None
-    sl = data.get("stoplist_ids")
+    sl = request.stoplist_ids
     if sl is not None:
         if not isinstance(sl, list) or len(sl) > 1000:
             raise invalid("stoplist_ids", "list of up to 1000 ids")
@@ -124,25 +117,25 @@ async def answer_batch(svc: Suppression, principal: Principal, raw: bytes, defau
             stoplist_ids = [uuid.UUID(str(s)) for s in sl] or None
         except ValueError as exc:
             raise invalid("stoplist_ids", "ids must be UUIDs") from exc
-    try:
-        keys, errors = batch_keys(ids, region=region)
-    except BadItem as exc:
-        raise invalid(exc.field, exc.reason) from exc
-    found = await suppressed_keys(
-        svc,
-        list({k for ks in keys for k in ks}),
-        account_id=principal.account_id,
-        channel=channel,
-        sender=sender,
-        stoplist_ids=stoplist_ids,
-    )
-    results: list[dict[str, Any]] = [
-        {"identifier": item, "suppressed": not found.isdisjoint(ks)}
-        for item, ks in zip(ids, keys, strict=True)
-    ]
+    items = request.identifiers
+    scope: dict[str, Any] = {
+        "account_id": principal.account_id,
+        "channel": channel,
+        "sender": sender,
+        "stoplist_ids": stoplist_ids,
+    }
+    errors: dict[int, InvalidIdentifier] = {}
+    phones = canonical_nanp_phones(items, region=region)
+    if phones is not None:
+        flags = await suppressed_phones(svc, phones, **scope)
+    else:
+        keys, errors = batch_keys(items, region=region)
+        found = await suppressed_keys(svc, list({k for ks in keys for k in ks}), **scope)
+        flags = [not found.isdisjoint(ks) for ks in keys]
+    results = [CheckResult(item, flag) for item, flag in zip(items, flags, strict=True)]
     for i, err in errors.items():
-        results[i]["error"] = {"code": err.code, "message": err.reason}
-    return orjson.dumps({"results": results})
+        results[i].error = CheckError(err.code, err.reason)
+    return encode_answer(results)
 
 
 class CheckFastPath:
