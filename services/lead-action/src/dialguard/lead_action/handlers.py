@@ -14,13 +14,16 @@ import asyncpg
 import structlog
 
 from dialguard.events import Envelope
+from dialguard.events.envelope import envelope_bytes, format_time, utcnow
 from dialguard.events.topics import LEADS_ACTIONS, LEADS_MOVED, LEADS_STOPPED
 from dialguard.lead_action import exports
 from dialguard.lead_action import repository as repo
 from dialguard.lead_action.config import Settings
 from dialguard.lead_action.domain import (
+    LEADS_MOVED_CHUNK,
     MANUAL,
     Criteria,
+    Move,
     ParamError,
     chunks,
     is_dnc_disposition,
@@ -30,7 +33,7 @@ from dialguard.lead_action.domain import (
     parse_move,
     parse_schedule,
 )
-from dialguard.messaging.outbox import OutgoingEvent
+from dialguard.messaging.outbox import EncodedEvent, OutgoingEvent
 from dialguard.platform.errors import ApiError, not_found
 from dialguard.platform.runtime import ServiceRuntime
 
@@ -126,7 +129,7 @@ async def _finish(
     req: ActionRequest,
     action_id: uuid.UUID,
     per_campaign: dict[int, int],
-    extra_events: Sequence[OutgoingEvent] = (),
+    extra_events: Sequence[OutgoingEvent | EncodedEvent] = (),
 ) -> int:
     """Audit row and events, in the action's transaction."""
     affected = sum(per_campaign.values())
@@ -239,6 +242,46 @@ async def _manual(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) ->
     return ActionResult(action_id, affected, {"lead_stopped": len(stops)})
 
 
+def _moved_events(
+    svc: LeadService,
+    req: ActionRequest,
+    action_id: uuid.UUID,
+    move: Move,
+    list_id: int,
+    parts: dict[int, list[list[str]]],
+) -> list[EncodedEvent]:
+    """LeadsMoved per source campaign and chunk of ids, serialised straight to bytes (a 1M-lead move is
+    1,000 events: building and validating envelope models for them cost more than the SQL)."""
+    occurred_at = format_time(utcnow())
+    key = f"{req.account_id}:{move.campaign_id}"
+    events = []
+    for from_campaign, chunked in sorted(parts.items()):
+        total = sum(len(p) for p in chunked)
+        for part in chunked:
+            event_id = uuid.uuid4()
+            payload = {
+                "action_id": str(action_id),
+                "from_campaign_id": str(from_campaign),
+                "to_campaign_id": str(move.campaign_id),
+                "to_list_id": str(list_id),
+                "mode": move.mode,
+                "duplicate_action": move.duplicate_action,
+                "lead_ids": part,
+                "total_moved": total,
+            }
+            value = envelope_bytes(
+                event_id=event_id,
+                event_type="LeadsMoved",
+                occurred_at=occurred_at,
+                account_id=req.account_id,
+                producer=svc.runtime.service,
+                payload=payload,
+                correlation_id=req.correlation_id,
+            )
+            events.append(EncodedEvent(LEADS_MOVED, key, value, event_id, "LeadsMoved", req.correlation_id))
+    return events
+
+
 async def _move(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) -> ActionResult:
     """Move, copy or copy-with-TRANSITION into a campaign's list; LeadsMoved in chunks of 1000 ids."""
     move = parse_move(req.params)
@@ -262,13 +305,14 @@ async def _move(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) -> A
             list_id = created["id"]
         ignore = move.duplicate_action == "IGNORE"
         if move.mode == "move":
-            rows = await repo.move_leads(
+            parts = await repo.move_leads(
                 conn,
                 account_id=req.account_id,
                 criteria=req.criteria,
                 to_campaign=move.campaign_id,
                 to_list=list_id,
                 ignore_duplicates=ignore,
+                chunk=LEADS_MOVED_CHUNK,
             )
         else:
             rows = await repo.copy_leads(
@@ -280,25 +324,12 @@ async def _move(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) -> A
                 ignore_duplicates=ignore,
                 transition_source=move.mode == "transition",
             )
-        by_source: dict[int, list[int]] = defaultdict(list)
-        for r in rows:
-            by_source[r["from_campaign"]].append(r["id"])
-        moved_events = []
-        for from_campaign, ids in sorted(by_source.items()):
-            for part in chunks(sorted(ids)):
-                payload = {
-                    "action_id": str(action_id),
-                    "from_campaign_id": str(from_campaign),
-                    "to_campaign_id": str(move.campaign_id),
-                    "to_list_id": str(list_id),
-                    "mode": move.mode,
-                    "duplicate_action": move.duplicate_action,
-                    "lead_ids": [str(i) for i in part],
-                    "total_moved": len(ids),
-                }
-                env = envelope(svc, req.account_id, "LeadsMoved", payload, req.correlation_id)
-                moved_events.append(OutgoingEvent(LEADS_MOVED, f"{req.account_id}:{move.campaign_id}", env))
-        per_campaign = {c: len(ids) for c, ids in by_source.items()}
+            by_source: dict[int, list[int]] = defaultdict(list)
+            for r in rows:
+                by_source[r["from_campaign"]].append(r["id"])
+            parts = {c: [[str(i) for i in p] for p in chunks(sorted(ids))] for c, ids in by_source.items()}
+        moved_events = _moved_events(svc, req, action_id, move, list_id, parts)
+        per_campaign = {c: sum(len(p) for p in ps) for c, ps in parts.items()}
         affected = await _finish(svc, conn, req, action_id, per_campaign, moved_events)
     extra = {"to_campaign_id": str(move.campaign_id), "to_list_id": str(list_id), "mode": move.mode}
     return ActionResult(action_id, affected, extra)

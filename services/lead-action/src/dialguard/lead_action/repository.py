@@ -262,6 +262,7 @@ async def update_matching(
     """One UPDATE over the match; returns affected leads per campaign. `assignments` uses $1..$k for params."""
     k = len(params)
     where, args = criteria_where(account_id, criteria, start=k + 1)
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # a million RETURNING rows stay off temp files
     rows = await conn.fetch(
         f"""WITH changed AS (UPDATE leads SET {assignments}, updated_at = now() WHERE {where}
                              RETURNING campaign_id)
@@ -313,6 +314,15 @@ async def manual_pass(
 # --- move / copy -------------------------------------------------------------------------------------
 
 
+async def source_campaigns(conn: asyncpg.Connection, *, account_id: str, criteria: Criteria) -> list[int]:
+    """The campaigns the match lies in (known without a scan when the criteria name exactly one)."""
+    if criteria.single_campaign is not None:
+        return [criteria.single_campaign]
+    where, args = criteria_where(account_id, criteria)
+    rows = await conn.fetch(f"SELECT DISTINCT campaign_id FROM leads WHERE {where} ORDER BY 1", *args)
+    return [r["campaign_id"] for r in rows]
+
+
 async def move_leads(
     conn: asyncpg.Connection,
     *,
@@ -321,24 +331,38 @@ async def move_leads(
     to_campaign: int,
     to_list: int,
     ignore_duplicates: bool,
-) -> list[asyncpg.Record]:
-    """Re-home the match (ids kept); IGNORE leaves leads whose phone is already in the target list."""
-    where, args = criteria_where(account_id, criteria, start=4)
-    return await _fetch(
-        conn,
-        f"""WITH m AS (
-                SELECT id, campaign_id AS from_campaign FROM leads
-                WHERE {where} AND campaign_id <> $1
-                  AND NOT ($3 AND phone IN (SELECT phone FROM leads t WHERE t.account_id = $4 AND t.list_id = $2))
-                FOR UPDATE)
-            UPDATE leads l SET campaign_id = $1, list_id = $2, updated_at = now()
-            FROM m WHERE l.id = m.id
-            RETURNING l.id, m.from_campaign""",
-        to_campaign,
-        to_list,
-        ignore_duplicates,
-        *args,
-    )
+    chunk: int,
+) -> dict[int, list[list[str]]]:
+    """Re-home the match (ids kept); IGNORE leaves leads whose phone is already in the target list.
+
+    One UPDATE per source campaign (no row locks taken first, no self-join to learn where a lead came
+    from); the moved ids come back already sorted and cut into LeadsMoved-sized chunks of strings.
+    """
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # the id sort of a million-lead move stays in memory
+    where, args = criteria_where(account_id, criteria, start=6)
+    moved: dict[int, list[list[str]]] = {}
+    for from_campaign in await source_campaigns(conn, account_id=account_id, criteria=criteria):
+        if from_campaign == to_campaign:
+            continue
+        rows = await conn.fetch(
+            f"""WITH m AS (
+                    UPDATE leads SET campaign_id = $1, list_id = $2, updated_at = now()
+                    WHERE {where} AND campaign_id = $4
+                      AND NOT ($3 AND phone IN (SELECT t.phone FROM leads t
+                                                WHERE t.account_id = $6 AND t.list_id = $2))
+                    RETURNING id),
+                n AS (SELECT id, (row_number() OVER (ORDER BY id) - 1) / $5 AS part FROM m)
+                SELECT array_agg(id::text ORDER BY id) AS ids FROM n GROUP BY part ORDER BY part""",
+            to_campaign,
+            to_list,
+            ignore_duplicates,
+            from_campaign,
+            chunk,
+            *args,
+        )
+        if rows:
+            moved[from_campaign] = [list(r["ids"]) for r in rows]
+    return moved
 
 
 async def copy_leads(
