@@ -1,4 +1,10 @@
-"""The delivery worker: one lane per target (own client, concurrency limit, circuit breaker) over leased rows."""
+"""The delivery worker: one lane per target (own keep-alive client, K senders, circuit breaker) over leased rows.
+
+A lane is a pipeline, not a sequence of rounds: a claimer keeps a small queue of leased rows topped up
+(one UPDATE … RETURNING per claim), K senders drain it, and a recorder writes outcomes in batches (one
+statement per batch). So the target's connections never wait for the database, a slow answer holds up
+only its own slot, and a hanging target holds only its own K slots.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,15 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 import orjson
 import structlog
+from yarl import URL
 
 from dialguard.outbound_sync import repository as repo
 from dialguard.outbound_sync.config import Settings
@@ -38,6 +46,8 @@ BODY_LOG_LIMIT = 2000
 RESPONSE_READ_LIMIT = 4096
 CLIENT_IDLE_S = 300.0
 BACKLOG_EVERY_S = 2.0
+LANE_IDLE_S = 5.0  # a lane with nothing to send lingers this long (woken at once by new rows), then ends
+FLUSH_S = 0.002  # the recorder waits this long for more outcomes before writing a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,27 +128,42 @@ class DeliveryWorker:
     pool: asyncpg.Pool
     settings: Settings
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
-    _lanes: dict[uuid.UUID, asyncio.Task[None]] = field(default_factory=dict)
-    _clients: dict[uuid.UUID, tuple[httpx.AsyncClient, float]] = field(default_factory=dict)
+    _lanes: dict[uuid.UUID, Lane] = field(default_factory=dict)
+    _clients: dict[uuid.UUID, tuple[aiohttp.ClientSession, float]] = field(default_factory=dict)
     _breakers: dict[uuid.UUID, Breaker] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _backlog_at: float = 0.0
 
     @property
+    def concurrency(self) -> int:
+        """Requests in flight per target at most (its senders, and its client's connections)."""
+        return self.settings.DELIVERY_CONCURRENCY_PER_TARGET
+
+    @property
     def batch_size(self) -> int:
-        """Rows leased per round of a lane."""
-        return self.settings.DELIVERY_CONCURRENCY_PER_TARGET * 4
+        """Rows a lane holds leased at most (queued plus in flight)."""
+        return self.concurrency * 4
 
     @property
     def lease_s(self) -> float:
-        """Long enough for a whole round even if every request times out: no other instance resends early."""
+        """Long enough for a whole queue even if every request times out: no other instance resends early."""
         s = self.settings
-        rounds = math.ceil(self.batch_size / s.DELIVERY_CONCURRENCY_PER_TARGET)
-        return rounds * (s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S) + 30.0
+        waves = math.ceil(self.batch_size / self.concurrency)
+        return waves * (s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S) + 30.0
 
-    def wake(self) -> None:
-        """New or reset rows: look now instead of at the next poll."""
-        self._wake.set()
+    def wake(self, targets: Iterable[uuid.UUID] | None = None) -> None:
+        """New or reset rows: the targets' lanes claim now instead of at the next poll (None: every target)."""
+        if targets is None:
+            for lane in self._lanes.values():
+                lane.kick()
+            self._wake.set()
+            return
+        for target_id in targets:
+            running = self._lanes.get(target_id)
+            if running is None:
+                self._wake.set()  # no lane yet: the dispatcher starts one
+            else:
+                running.kick()
 
     async def run(self) -> None:
         """The dispatcher loop (runtime.background)."""
@@ -157,10 +182,11 @@ class DeliveryWorker:
             await self.close()
 
     async def close(self) -> None:
-        """Stop lanes, hand back unfinished leases, close clients."""
-        for task in self._lanes.values():
+        """Stop lanes (outcomes already known are still written), hand back unfinished leases, close clients."""
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in tasks:
             task.cancel()
-        for task in self._lanes.values():
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         self._lanes.clear()
@@ -169,11 +195,11 @@ class DeliveryWorker:
                 await repo.release_leases(conn, owner=self.owner)
         for client, _ in self._clients.values():
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await client.close()
         self._clients.clear()
 
     async def _dispatch(self) -> None:
-        for target_id in [t for t, task in self._lanes.items() if task.done()]:
+        for target_id in [t for t, lane in self._lanes.items() if lane.task is not None and lane.task.done()]:
             del self._lanes[target_id]
         async with self.pool.acquire() as conn:
             due = await repo.due_targets(conn, exclude=list(self._lanes))
@@ -182,10 +208,15 @@ class DeliveryWorker:
                 for row in await repo.backlog_by_target(conn):
                     BACKLOG.labels(str(row["target_id"])).set(row["backlog"])
         for row in due:
-            breaker = self._breaker(row["id"])
-            if breaker.allows():
-                self._lanes[row["id"]] = asyncio.create_task(self._lane(row["id"]))
+            if row["id"] not in self._lanes and self._breaker(row["id"]).allows():
+                lane = self._lanes[row["id"]] = Lane(self, row["id"])
+                lane.task = asyncio.create_task(lane.run())
         await self._close_idle_clients()
+
+    def _lane_ended(self, lane: Lane) -> None:
+        """Called (synchronously) the moment a lane stops claiming: a wake after this starts a new lane."""
+        if self._lanes.get(lane.target_id) is lane:
+            del self._lanes[lane.target_id]
 
     def _breaker(self, target_id: uuid.UUID) -> Breaker:
         breaker = self._breakers.get(target_id)
@@ -194,19 +225,23 @@ class DeliveryWorker:
             breaker = self._breakers[target_id] = Breaker(s.BREAKER_THRESHOLD, s.BREAKER_COOLDOWN_S)
         return breaker
 
-    def _client(self, target_id: uuid.UUID) -> httpx.AsyncClient:
-        """One pooled client per target: connections are reused, and one target cannot starve another's."""
+    def _client(self, target_id: uuid.UUID) -> aiohttp.ClientSession:
+        """One keep-alive client per target: connections are reused, and one target cannot starve another's."""
         s = self.settings
         found = self._clients.get(target_id)
         client = found[0] if found else None
-        if client is None:
-            client = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.DELIVERY_TIMEOUT_S, connect=s.DELIVERY_CONNECT_TIMEOUT_S),
-                limits=httpx.Limits(
-                    max_connections=s.DELIVERY_CONCURRENCY_PER_TARGET,
-                    max_keepalive_connections=s.DELIVERY_CONCURRENCY_PER_TARGET,
+        if client is None or client.closed:
+            client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.concurrency, limit_per_host=self.concurrency, keepalive_timeout=60
                 ),
-                follow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S,
+                    connect=s.DELIVERY_CONNECT_TIMEOUT_S,
+                    sock_read=s.DELIVERY_TIMEOUT_S,
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
             )
         self._clients[target_id] = (client, time.monotonic())
         return client
@@ -216,63 +251,9 @@ class DeliveryWorker:
         for target_id, (client, used) in list(self._clients.items()):
             if target_id not in self._lanes and now - used > CLIENT_IDLE_S:
                 del self._clients[target_id]
-                await client.aclose()
+                await client.close()
 
-    async def _lane(self, target_id: uuid.UUID) -> None:
-        """Rounds of lease, send (bounded concurrency), record, until nothing is due or the breaker opens."""
-        try:
-            rounds = await self._rounds(target_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the rows stay leased and go out again when the lease ends
-            log.warning("delivery lane failed", target_id=str(target_id), error=repr(exc))
-            return
-        if rounds:
-            self._wake.set()  # rows that arrived while this lane was finishing go out now, not at the next poll
-
-    async def _rounds(self, target_id: uuid.UUID) -> int:
-        """How many rounds went out; 0 when nothing could be claimed."""
-        rounds = 0
-        breaker = self._breaker(target_id)
-        client = self._client(target_id)
-        label = str(target_id)
-        while breaker.allows():
-            async with self.pool.acquire() as conn:
-                target = await repo.target_config(conn, target_id=target_id)
-                if target is None or not target["active"]:
-                    return rounds
-                rows = await repo.claim(
-                    conn,
-                    target_id=target_id,
-                    limit=1 if breaker.probing else self.batch_size,
-                    lease_s=self.lease_s,
-                    owner=self.owner,
-                )
-            if not rows:
-                return rounds
-            rounds += 1
-            results = await self._send_round(client, target, rows)
-            for result in results:
-                breaker.record(result["status"] == "delivered", result["transient"])
-            BREAKER_OPEN.labels(label).set(0 if breaker.opened_at is None else 1)
-            async with self.pool.acquire() as conn:
-                await repo.record_results(conn, target_id=target_id, owner=self.owner, results=results)
-            self._clients[target_id] = (client, time.monotonic())
-        return rounds
-
-    async def _send_round(
-        self, client: httpx.AsyncClient, target: Any, rows: list[Any]
-    ) -> list[dict[str, Any]]:
-        """Send one round's rows, at most DELIVERY_CONCURRENCY_PER_TARGET at a time."""
-        limit = asyncio.Semaphore(self.settings.DELIVERY_CONCURRENCY_PER_TARGET)
-
-        async def attempt(row: Any) -> dict[str, Any]:
-            async with limit:
-                return await self._attempt(client, target, row)
-
-        return list(await asyncio.gather(*(attempt(r) for r in rows)))
-
-    async def _attempt(self, client: httpx.AsyncClient, target: Any, row: Any) -> dict[str, Any]:
+    async def attempt(self, client: aiohttp.ClientSession, target: Any, row: Any) -> dict[str, Any]:
         """One HTTP attempt of one row, summarised for the delivery log."""
         s = self.settings
         entry: dict[str, Any] = row["entry"]
@@ -291,27 +272,30 @@ class DeliveryWorker:
         started = time.perf_counter()
         response_log: dict[str, Any]
         try:
-            async with asyncio.timeout(s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S):
-                response = await client.send(
-                    client.build_request(req.method, req.url, headers=req.headers, content=req.content),
-                    stream=True,
-                )
-                try:
-                    body = await _read_limited(response)
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException):
+            async with (
+                asyncio.timeout(s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S),
+                client.request(
+                    req.method,
+                    URL(req.url, encoded=True),
+                    headers=req.headers,
+                    data=req.content,
+                    allow_redirects=False,
+                ) as response,
+            ):
+                body = await _read_limited(response)
+        except TimeoutError:
             outcome = Outcome("retry", f"timeout after {s.DELIVERY_TIMEOUT_S:g}s")
             response_log = {"error": outcome.error}
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError, OSError) as exc:
             outcome = Outcome("retry", f"network error: {type(exc).__name__}: {exc}")
             response_log = {"error": outcome.error}
         else:
-            outcome = classify(response.status_code, response.headers.get("retry-after"))
+            retry_after = response.headers.get("retry-after")
+            outcome = classify(response.status, retry_after)
             text = body.decode("utf-8", "replace")
-            response_log = {"status": response.status_code, "body": text[:BODY_LOG_LIMIT]}
-            if response.headers.get("retry-after"):
-                response_log["retry_after"] = response.headers["retry-after"]
+            response_log = {"status": response.status, "body": text[:BODY_LOG_LIMIT]}
+            if retry_after:
+                response_log["retry_after"] = retry_after
             if outcome.error and text.strip():
                 outcome = Outcome(
                     outcome.status, f"{outcome.error}: {text.strip()[:200]}", outcome.retry_after_s
@@ -341,16 +325,162 @@ class DeliveryWorker:
         return result
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+class Lane:
+    """One target's pipeline: a claimer tops up a queue of leased rows, K senders drain it, a recorder
+    writes their outcomes in batches. Ends when idle, paused, deleted or when the breaker opens."""
+
+    def __init__(self, worker: DeliveryWorker, target_id: uuid.UUID) -> None:
+        self.worker = worker
+        self.target_id = target_id
+        self.task: asyncio.Task[None] | None = None
+        self.breaker = worker._breaker(target_id)
+        self._label = str(target_id)
+        self._queue: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
+        self._busy = 0  # rows taken by a sender and not yet answered
+        self._outcomes: list[dict[str, Any]] = []
+        self._kick = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
+        self._released: list[uuid.UUID] = []
+
+    def kick(self) -> None:
+        """New rows may be due, or a slot is free: the claimer looks again."""
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Claimer in this task; senders and the recorder beside it; on the way out, nothing leased is lost."""
+        client = self.worker._client(self.target_id)
+        senders = [asyncio.create_task(self._sender(client)) for _ in range(self.worker.concurrency)]
+        recorder = asyncio.create_task(self._recorder())
+        try:
+            await self._claimer()
+        except asyncio.CancelledError:
+            for task in senders:
+                task.cancel()
+            raise
+        except Exception as exc:  # rows already leased go out again when their lease ends
+            log.warning("delivery lane failed", target_id=self._label, error=repr(exc))
+        finally:
+            self.worker._lane_ended(self)
+            self.worker._clients[self.target_id] = (client, time.monotonic())  # in use until senders stop
+            while not self._queue.empty():  # claimed but never sent: back to the table at once
+                item = self._queue.get_nowait()
+                if item is not None:
+                    self._released.append(item[1]["id"])
+            for _ in senders:
+                self._queue.put_nowait(None)
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*senders, return_exceptions=True)
+            recorder.cancel()
+            with contextlib.suppress(BaseException):
+                await recorder
+            try:
+                await self._flush()
+            except Exception as exc:  # the rows stay leased and go out again when the lease ends
+                log.warning("delivery outcomes not recorded", target_id=self._label, error=repr(exc))
+            if self._released:
+                with contextlib.suppress(Exception):
+                    async with self.worker.pool.acquire() as conn:
+                        await repo.release_rows(conn, ids=self._released, owner=self.worker.owner)
+            self.worker._clients[self.target_id] = (client, time.monotonic())
+
+    async def _claimer(self) -> None:
+        worker, breaker = self.worker, self.breaker
+        batch = worker.batch_size
+        idle_since = time.monotonic()
+        while breaker.allows():
+            self._kick.clear()
+            held = self._queue.qsize() + self._busy
+            if breaker.probing:
+                want = 1 if held == 0 else 0  # half-open: one row decides
+            else:
+                want = batch - held if self._queue.qsize() <= batch // 2 else 0  # top up before it runs dry
+            got = 0
+            if want > 0:
+                async with worker.pool.acquire() as conn:
+                    target = await repo.target_config(conn, target_id=self.target_id)
+                    if target is None or not target["active"]:
+                        return
+                    rows = await repo.claim(
+                        conn,
+                        target_id=self.target_id,
+                        limit=want,
+                        lease_s=worker.lease_s,
+                        owner=worker.owner,
+                    )
+                for row in rows:
+                    self._queue.put_nowait((target, row))
+                got = len(rows)
+            now = time.monotonic()
+            if got or held or self._outcomes:
+                idle_since = now
+            elif now - idle_since >= LANE_IDLE_S:
+                return
+            if got == want and want > 0 and not breaker.probing:
+                continue  # more may be due: top up as soon as a sender frees room
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), worker.settings.DELIVERY_POLL_S)
+
+    async def _sender(self, client: aiohttp.ClientSession) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            target, row = item
+            if not self.breaker.allows():  # opened while this row waited: it goes out after the cool-down
+                self._released.append(row["id"])
+                continue
+            self._busy += 1
+            try:
+                result = await self.worker.attempt(client, target, row)
+            finally:
+                self._busy -= 1
+            self.breaker.record(result["status"] == "delivered", result["transient"])
+            BREAKER_OPEN.labels(self._label).set(0 if self.breaker.opened_at is None else 1)
+            self._outcomes.append(result)
+            self._outcome_ready.set()
+            self._kick.set()
+
+    async def _recorder(self) -> None:
+        while True:
+            await self._outcome_ready.wait()
+            if len(self._outcomes) < self.worker.batch_size // 2:
+                await asyncio.sleep(FLUSH_S)  # let outcomes of the same moment share one statement
+            self._outcome_ready.clear()
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # kept, and written on the next try
+                log.warning("delivery outcomes not recorded yet", target_id=self._label, error=repr(exc))
+                await asyncio.sleep(self.worker.settings.DELIVERY_POLL_S)
+                self._outcome_ready.set()
+
+    async def _flush(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
+        try:
+            async with self.worker.pool.acquire() as conn:
+                await repo.record_results(
+                    conn, target_id=self.target_id, owner=self.worker.owner, results=outcomes
+                )
+        except BaseException:
+            self._outcomes[:0] = outcomes
+            raise
+        self._kick.set()  # a recorded row may unblock the next entry of the same identifier
+
+
+async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
     """Keep only the start of a response body: the log needs a summary, not a download."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
+    while size < RESPONSE_READ_LIMIT:
+        chunk = await response.content.read(RESPONSE_READ_LIMIT - size)
+        if not chunk:
+            break
         chunks.append(chunk)
         size += len(chunk)
-        if size >= RESPONSE_READ_LIMIT:
-            break
-    return b"".join(chunks)[:RESPONSE_READ_LIMIT]
+    return b"".join(chunks)
 
 
 def _result(

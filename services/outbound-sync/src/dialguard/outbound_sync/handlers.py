@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,10 +30,10 @@ class OutboundSync:
     settings: Settings
     worker: DeliveryWorker | None = None
 
-    def wake(self) -> None:
-        """Tell this process's delivery worker there is new work."""
+    def wake(self, targets: Iterable[uuid.UUID] | None = None) -> None:
+        """Tell this process's delivery worker there is new work (for these targets; None: any)."""
         if self.worker is not None:
-            self.worker.wake()
+            self.worker.wake(targets)
 
 
 async def create_target(
@@ -49,7 +50,7 @@ async def create_target(
         row = await repo.get_target(conn, account_id=account_id, target_id=target_id)
     assert row is not None
     if queued:
-        svc.wake()
+        svc.wake([target_id])
     return row, queued
 
 
@@ -62,7 +63,7 @@ async def update_target(
             return None
         row = await repo.get_target(conn, account_id=account_id, target_id=target_id)
     if changes.get("active"):
-        svc.wake()
+        svc.wake([target_id])
     return row
 
 
@@ -75,7 +76,7 @@ async def retry_delivery(
             conn, account_id=account_id, target_id=target_id, delivery_id=delivery_id
         )
     if row is not None:
-        svc.wake()
+        svc.wake([target_id])
     return row
 
 
@@ -108,14 +109,13 @@ async def apply_suppression_changes(svc: OutboundSync, batch: Batch) -> None:
         [(a, e, value[0], value[1]) for (a, e), value in live.items() if value is not None],
     )
     await repo.forget_entries(batch.conn, [key for key, value in live.items() if value is None])
-    count = await repo.queue_deliveries(batch.conn, queued, skew_s=svc.settings.EVENT_CLOCK_SKEW_S)
-    if count:
-        log.debug("deliveries queued", count=count)
-        batch.after_commit(_wake(svc))
+    per_target = await repo.queue_deliveries(batch.conn, queued, skew_s=svc.settings.EVENT_CLOCK_SKEW_S)
+    if per_target:
+        batch.after_commit(_wake(svc, list(per_target)))
 
 
-def _wake(svc: OutboundSync) -> Any:
+def _wake(svc: OutboundSync, targets: list[uuid.UUID]) -> Any:
     async def hook() -> None:
-        svc.wake()
+        svc.wake(targets)
 
     return hook

@@ -172,20 +172,25 @@ async def queue_deliveries(
     rows: Sequence[tuple[str, str, str, str, dict[str, Any], datetime]],
     *,
     skew_s: float,
-) -> int:
-    """One pending delivery per (added entry, target of its stoplist created before the event), set-based."""
+) -> dict[uuid.UUID, int]:
+    """One pending delivery per (added entry, target of its stoplist created before the event), set-based;
+    how many were queued per target."""
     if not rows:
-        return 0
+        return {}
     accounts, stoplists, entry_ids, keys, entries, occurred = (list(col) for col in zip(*rows, strict=True))
-    result = await conn.execute(
-        """INSERT INTO deliveries (id, account_id, target_id, entry_id, identifier_key, entry)
-           SELECT gen_random_uuid(), t.account_id, t.id, u.e, u.k, u.j
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])
-                WITH ORDINALITY AS u(a, s, e, k, j, at, n)
-           JOIN targets t ON t.account_id = u.a AND t.stoplist_id = u.s
-           WHERE u.at >= t.created_at - make_interval(secs => $7)
-           ORDER BY u.n, t.id
-           ON CONFLICT (target_id, entry_id) DO NOTHING""",
+    queued = await conn.fetch(
+        """WITH queued AS (
+               INSERT INTO deliveries (id, account_id, target_id, entry_id, identifier_key, entry)
+               SELECT gen_random_uuid(), t.account_id, t.id, u.e, u.k, u.j
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])
+                    WITH ORDINALITY AS u(a, s, e, k, j, at, n)
+               JOIN targets t ON t.account_id = u.a AND t.stoplist_id = u.s
+               WHERE u.at >= t.created_at - make_interval(secs => $7)
+               ORDER BY u.n, t.id
+               ON CONFLICT (target_id, entry_id) DO NOTHING
+               RETURNING target_id
+           )
+           SELECT target_id, count(*) AS n FROM queued GROUP BY target_id""",
         accounts,
         stoplists,
         entry_ids,
@@ -194,7 +199,7 @@ async def queue_deliveries(
         occurred,
         skew_s,
     )
-    return int(result.split()[-1])
+    return {row["target_id"]: int(row["n"]) for row in queued}
 
 
 async def due_targets(conn: asyncpg.Connection, *, exclude: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
@@ -231,9 +236,11 @@ async def claim(
                SELECT d.id FROM deliveries d
                WHERE d.target_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
                  AND (d.lease_until IS NULL OR d.lease_until < now())
-                 AND NOT EXISTS (SELECT 1 FROM deliveries p
-                                 WHERE p.target_id = d.target_id AND p.identifier_key = d.identifier_key
-                                   AND p.status = 'pending' AND p.seq < d.seq)
+                 -- a scalar subquery runs per candidate on deliveries_identifier whatever the statistics say
+                 -- (an anti join planned on a fresh table's empty statistics scanned every pending row)
+                 AND d.seq = (SELECT min(p.seq) FROM deliveries p
+                              WHERE p.target_id = d.target_id AND p.identifier_key = d.identifier_key
+                                AND p.status = 'pending')
                ORDER BY d.seq
                LIMIT $2
                FOR UPDATE SKIP LOCKED
@@ -241,7 +248,7 @@ async def claim(
            UPDATE deliveries d
            SET lease_until = now() + make_interval(secs => $3), lease_owner = $4,
                attempts = d.attempts + 1, updated_at = now()
-           FROM due WHERE d.id = due.id
+           WHERE d.id = ANY(ARRAY(SELECT id FROM due))  -- by primary key (a join here scanned the whole table)
            RETURNING d.id, d.entry_id, d.entry, d.attempts, d.seq""",
         target_id,
         limit,
@@ -254,18 +261,28 @@ async def claim(
 async def record_results(
     conn: asyncpg.Connection, *, target_id: uuid.UUID, owner: str, results: Sequence[dict[str, Any]]
 ) -> None:
-    """Write a round's outcomes in one statement, then the target's last success / last error."""
+    """Write a batch of outcomes and the target's last success / last error in one round trip."""
     if not results:
         return
+    delivered = any(r["status"] == "delivered" for r in results)
+    errors = [r["error"] for r in results if r["status"] != "delivered" and r["error"]]
     await conn.execute(
-        """UPDATE deliveries d
-           SET status = u.status, last_error = u.error, request = u.request, response = u.response,
-               next_attempt_at = now() + make_interval(secs => u.delay), lease_until = NULL,
-               lease_owner = NULL, updated_at = now(),
-               delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END
-           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::float8[])
-                AS u(id, status, error, request, response, delay)
-           WHERE d.id = u.id AND d.target_id = $1 AND d.lease_owner = $8""",
+        """WITH recorded AS (
+               UPDATE deliveries d
+               SET status = u.status, last_error = u.error, request = u.request, response = u.response,
+                   next_attempt_at = now() + make_interval(secs => u.delay), lease_until = NULL,
+                   lease_owner = NULL, updated_at = now(),
+                   delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END
+               FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::float8[])
+                    AS u(id, status, error, request, response, delay)
+               WHERE d.id = ANY($2::uuid[]) AND d.id = u.id AND d.lease_owner = $8  -- by primary key
+               RETURNING 1
+           )
+           UPDATE targets
+           SET last_success_at = CASE WHEN $9 THEN now() ELSE last_success_at END,
+               last_error = coalesce($10, last_error),
+               last_error_at = CASE WHEN $10::text IS NULL THEN last_error_at ELSE now() END
+           WHERE id = $1""",
         target_id,
         [r["id"] for r in results],
         [r["status"] for r in results],
@@ -274,19 +291,20 @@ async def record_results(
         [r["response"] for r in results],
         [float(r.get("delay", 0.0)) for r in results],
         owner,
-    )
-    delivered = any(r["status"] == "delivered" for r in results)
-    errors = [r["error"] for r in results if r["status"] != "delivered" and r["error"]]
-    await conn.execute(
-        """UPDATE targets
-           SET last_success_at = CASE WHEN $2 THEN now() ELSE last_success_at END,
-               last_error = coalesce($3, last_error),
-               last_error_at = CASE WHEN $3::text IS NULL THEN last_error_at ELSE now() END
-           WHERE id = $1""",
-        target_id,
         delivered,
         errors[-1] if errors else None,
     )
+
+
+async def release_rows(conn: asyncpg.Connection, *, ids: Sequence[uuid.UUID], owner: str) -> int:
+    """Hand back rows this process leased but did not send (breaker opened, target paused): due again."""
+    result = await conn.execute(
+        """UPDATE deliveries SET lease_until = NULL, lease_owner = NULL, attempts = greatest(attempts - 1, 0)
+           WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND status = 'pending'""",
+        list(ids),
+        owner,
+    )
+    return int(result.split()[-1])
 
 
 async def release_leases(conn: asyncpg.Connection, *, owner: str) -> int:
