@@ -1,15 +1,22 @@
 """lead-action at scale: COPY N leads into a running service's database, then time SUPPRESS_LEADS,
-RESET_LEADS and MOVE_TO_CAMPAIGN over HTTP on all of them, and the p50/p99 of a two-criteria search.
+RESET_LEADS and MOVE_TO_CAMPAIGN over HTTP on all of them, the p50/p99 of a two-criteria search, and
+how fast SuppressionChanged events on suppression.changes.v1 become suppressed leads (events/s).
 
 Against a running service (its database DSN, its URL and its JWT secret):
 
     .venv/bin/python bench/bench_lead_action.py --n 1000000 \
         --dsn postgresql://dg_lead_action:...@127.0.0.1:5432/postgres \
-        --base-url http://127.0.0.1:8003 --secret "$AUTH_JWT_SECRET"
+        --base-url http://127.0.0.1:8003 --secret "$AUTH_JWT_SECRET" --kafka 127.0.0.1:9092
 
 Without --dsn it brings up its own local stack and lead-action process (as the other benches do).
 Loading is setup, not measured: leads are COPYed straight into `lead_action.leads` of a campaign
 created over the API. Searches use a fresh token each (the per-token limit is 15 per 10 s).
+
+The event measurement publishes --events SuppressionChanged (op added, suppressed true, channel null,
+one entry per lead phone) as fast as the producer takes them and stops the clock when the service's
+inbox holds every one of them: the inbox row commits in the same transaction as the leads' update, so
+that is the moment the leads are suppressed; a final count checks every lead really is. Without a
+broker address (--kafka or KAFKA_BOOTSTRAP_SERVERS) it is skipped and says so.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaProducer
 
+from dialguard.events.envelope import envelope_bytes, format_time, utcnow
+from dialguard.events.topics import SUPPRESSION_CHANGES
 from dialguard.platform.auth import mint_token
 from dialguard.testing.helpers import SECRET
 from dialguard.testing.infra import acquire_infra
@@ -77,6 +87,11 @@ class Api:
         return elapsed
 
 
+def phone_of(i: int) -> str:
+    """The i-th lead's phone (distinct for the first 8 million)."""
+    return f"1267{2000000 + i % 8000000:07d}"
+
+
 async def load(dsn: str, *, account: str, campaign_id: int, list_id: int, n: int) -> float:
     """Setup: COPY n leads (valid-looking US phones, spread over states and time zones); returns seconds."""
     conn = await asyncpg.connect(dsn)
@@ -87,8 +102,9 @@ async def load(dsn: str, *, account: str, campaign_id: int, list_id: int, n: int
                 account,
                 campaign_id,
                 list_id,
+                list_id,
                 f"ext-{i}",
-                f"1267{2000000 + i % 8000000:07d}",
+                phone_of(i),
                 STATES[i % len(STATES)],
                 ZONES[i % len(ZONES)],
             )
@@ -97,7 +113,16 @@ async def load(dsn: str, *, account: str, campaign_id: int, list_id: int, n: int
         await conn.copy_records_to_table(
             "leads",
             schema_name="lead_action",
-            columns=["account_id", "campaign_id", "list_id", "external_id", "phone", "status", "timezone"],
+            columns=[
+                "account_id",
+                "campaign_id",
+                "list_id",
+                "origin_list_id",
+                "external_id",
+                "phone",
+                "status",
+                "timezone",
+            ],
             records=records,
         )
         await conn.execute("ANALYZE lead_action.leads")
@@ -128,7 +153,90 @@ async def search_latencies(api: Api, campaign_id: int, samples: int) -> dict[str
     }
 
 
-async def measure(*, dsn: str, base_url: str, secret: str, n: int, searches: int) -> dict[str, Any]:
+def suppression_changed(account: str, i: int) -> tuple[bytes, bytes, uuid.UUID]:
+    """(key, value, event_id) of one stoplist entry added for lead i's phone, on every channel."""
+    event_id = uuid.uuid4()
+    phone = phone_of(i)
+    payload = {
+        "op": "added",
+        "entry": {
+            "entry_id": str(uuid.uuid4()),
+            "stoplist_id": "bench-stoplist",
+            "identifier": {"type": "phone", "value": phone},
+            "channel": None,
+            "sender": None,
+            "source": "api",
+            "reason": "bench",
+            "added_at": format_time(utcnow()),
+            "expires_at": None,
+        },
+        "suppressed": True,
+    }
+    value = envelope_bytes(
+        event_id=event_id,
+        event_type="SuppressionChanged",
+        occurred_at=format_time(utcnow()),
+        account_id=account,
+        producer="suppression",
+        payload=payload,
+    )
+    return f"{account}:phone:{phone}".encode(), value, event_id
+
+
+async def suppression_events(dsn: str, kafka: str, *, account: str, events: int) -> dict[str, Any]:
+    """Publish `events` SuppressionChanged for distinct lead phones; events/s until all leads are suppressed."""
+    prepared = [suppression_changed(account, i) for i in range(events)]
+    ids = [event_id for _, _, event_id in prepared]
+    conn = await asyncpg.connect(dsn)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        before = await conn.fetchval(
+            "SELECT count(*) FROM lead_action.leads WHERE account_id = $1 AND 'dnc' = ANY(suppression_causes)",
+            account,
+        )
+        await conn.execute("CREATE TEMP TABLE bench_events (event_id uuid PRIMARY KEY)")
+        await conn.copy_records_to_table("bench_events", records=[(i,) for i in ids])
+        headers = [("event_type", b"SuppressionChanged")]
+        started = time.perf_counter()
+        pending = [
+            await producer.send(SUPPRESSION_CHANGES, value=value, key=key, headers=headers)
+            for key, value, _ in prepared
+        ]
+        await asyncio.gather(*pending)
+        published_s = time.perf_counter() - started
+        done = 0
+        deadline = started + 600
+        while time.perf_counter() < deadline:
+            done = await conn.fetchval(
+                "SELECT count(*) FROM lead_action.inbox i JOIN bench_events b USING (event_id)"
+            )
+            if done >= events:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        suppressed = await conn.fetchval(
+            "SELECT count(*) FROM lead_action.leads WHERE account_id = $1 AND 'dnc' = ANY(suppression_causes)",
+            account,
+        )
+    finally:
+        await producer.stop()
+        await conn.close()
+    result = {
+        "events": events,
+        "published_s": round(published_s, 2),
+        "applied_s": round(elapsed, 2),
+        "events_per_s": round(events / elapsed),
+        "leads_suppressed": suppressed - before,
+        "all_applied": done >= events and suppressed - before == events,
+    }
+    print(f"  SuppressionChanged: {result}", flush=True)
+    return result
+
+
+async def measure(
+    *, dsn: str, base_url: str, secret: str, n: int, searches: int, kafka: str | None, events: int
+) -> dict[str, Any]:
     """Hierarchy over HTTP, leads by COPY, then the timed actions and searches."""
     account = f"bench-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
@@ -149,6 +257,11 @@ async def measure(*, dsn: str, base_url: str, secret: str, n: int, searches: int
             crit,
             {"CAMPAIGN_ID": dst["id"], "LIST_ID": "0", "LIST_NAME": "moved", "CREATE_COPY_SETTING": "false"},
         )
+    k = min(events, n)
+    if kafka and k > 0:
+        changes: dict[str, Any] = await suppression_events(dsn, kafka, account=account, events=k)
+    else:
+        changes = {"skipped": "no broker address (--kafka or KAFKA_BOOTSTRAP_SERVERS)"}
     return {
         "leads": n,
         "load_copy_s": round(load_s, 2),
@@ -156,10 +269,11 @@ async def measure(*, dsn: str, base_url: str, secret: str, n: int, searches: int
         "suppress_leads_s": round(suppress_s, 3),
         "reset_leads_s": round(reset_s, 3),
         "move_to_campaign_s": round(move_s, 3),
+        "suppression_changed": changes,
     }
 
 
-async def run_own_stack(n: int, searches: int) -> dict[str, Any]:
+async def run_own_stack(n: int, searches: int, events: int) -> dict[str, Any]:
     """No --dsn: a private local stack, a fresh database and one lead-action process."""
     infra = await asyncio.to_thread(acquire_infra, REPO / ".local" / f"bench-lead-action-{os.getpid()}")
     svc: ServiceProcess | None = None
@@ -171,7 +285,15 @@ async def run_own_stack(n: int, searches: int) -> dict[str, Any]:
         )
         svc = ServiceProcess("lead-action", env, REPO / ".local" / "bench-logs")
         await svc.start(timeout=120)
-        return await measure(dsn=dsn, base_url=svc.base_url, secret=SECRET, n=n, searches=searches)
+        return await measure(
+            dsn=dsn,
+            base_url=svc.base_url,
+            secret=SECRET,
+            n=n,
+            searches=searches,
+            kafka=infra.kafka_bootstrap,
+            events=events,
+        )
     finally:
         if svc is not None:
             await svc.stop()
@@ -186,15 +308,25 @@ def main() -> None:
     parser.add_argument("--base-url", default="http://127.0.0.1:8003", help="the running service")
     parser.add_argument("--secret", default=os.environ.get("AUTH_JWT_SECRET", SECRET), help="its JWT secret")
     parser.add_argument("--searches", type=int, default=200, help="search samples for the percentiles")
+    parser.add_argument(
+        "--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), help="the running service's broker"
+    )
+    parser.add_argument("--events", type=int, default=50_000, help="SuppressionChanged events to publish")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
     if args.dsn:
         coro = measure(
-            dsn=args.dsn, base_url=args.base_url, secret=args.secret, n=args.n, searches=args.searches
+            dsn=args.dsn,
+            base_url=args.base_url,
+            secret=args.secret,
+            n=args.n,
+            searches=args.searches,
+            kafka=args.kafka,
+            events=args.events,
         )
         results = asyncio.run(coro)
     else:
-        results = asyncio.run(run_own_stack(args.n, args.searches))
+        results = asyncio.run(run_own_stack(args.n, args.searches, args.events))
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -61,14 +61,19 @@ class Harness:
         return list(r.json()["lead_ids"])
 
     async def act(
-        self, action: str, criteria: dict[str, Any], params: dict[str, Any] | None = None, status: int = 200
+        self,
+        action: str,
+        criteria: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        status: int = 200,
+        query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"campaignLeadSearchCriteria": criteria}
         if params is not None:
             body["leadActionParams"] = {"paramMap": params}
         r = await self.client.put(
             f"{self.base}/campaignLeads/actions",
-            params={"leadAction": action},
+            params={"leadAction": action, **(query or {})},
             json=body,
             headers=self.headers(),
         )

@@ -76,7 +76,13 @@ async def test_status_actions_change_exactly_what_they_say(harness: Any) -> None
     nothing = await h.act("CANCEL_LEADS", {"campaignId": camp, "leadStates": ["COMPLETE"]})
     assert nothing["affected"] == 0
 
-    deleted = await h.act("DELETE_LEADS", {"leadIds": [c]})
+    for query in ({}, {"confirm": "false"}):  # destructive: nothing happens without ?confirm=true
+        refused = await h.act("DELETE_LEADS", {"leadIds": [c]}, status=400, query=query)
+        assert refused["error"]["code"] == "confirmation_required"
+        assert refused["error"]["details"][0]["field"] == "confirm"
+    assert (await h.client.get(f"{h.base}/leads/{c}", headers=h.headers())).status_code == 200
+
+    deleted = await h.act("DELETE_LEADS", {"leadIds": [c]}, query={"confirm": "true"})
     assert deleted["affected"] == 1
     assert (await h.client.get(f"{h.base}/leads/{c}", headers=h.headers())).status_code == 404
     assert [x["id"] for x in await h.leads(lst)] == [a, b]

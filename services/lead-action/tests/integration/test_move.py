@@ -139,3 +139,38 @@ async def test_new_list_big_move_chunks_and_refusals(harness: Any) -> None:
     assert {e["payload"]["total_moved"] for e in events} == {2500}
     assert sorted(i for e in events for i in e["payload"]["lead_ids"]) == sorted(ids)
     assert {e["payload"]["to_list_id"] for e in events} == {new_list["id"]}
+
+
+async def test_searches_stay_exact_after_partial_moves_back_and_forth(harness: Any) -> None:
+    """Leads are found through the list they entered: partial moves must not lose or duplicate any."""
+    h = harness
+    dg, a, a_list = await h.campaign("a")
+    phones = [f"1267{n:07d}" for n in range(3000001, 3000001 + 30)]
+    ids = await h.add_leads(a_list, phones)
+    _, b, b_list = await h.campaign("b")
+    (b_own,) = await h.add_leads(b_list, ["12673999999"])
+    await h.act("PAUSE_LEADS", {"leadIds": ids[:10]})
+
+    def found(page: dict[str, Any]) -> list[str]:
+        return [x["id"] for x in page["items"]]
+
+    moved = await h.act("MOVE_TO_CAMPAIGN", {"leadIds": ids[5:15]}, _params(b, b_list, "false", "MOVE"))
+    assert moved["affected"] == 10
+    assert found(await h.search({"campaignId": a}, limit=1000)) == ids[:5] + ids[15:]
+    assert found(await h.search({"campaignId": b}, limit=1000)) == sorted([b_own, *ids[5:15]], key=int)
+    assert found(await h.search({"campaignId": b, "leadStates": ["PAUSED"]})) == ids[5:10]
+    assert found(await h.search({"listIds": [a_list], "leadStates": ["PAUSED"]})) == ids[:5]
+    assert (
+        found(await h.search({"campaignIds": [a, b], "leadStates": ["READY"]}, limit=7))
+        == sorted([*ids[10:], b_own], key=int)[:7]
+    )
+    lists = (await h.client.get(f"{h.base}/dialGroups/{dg}/campaigns/{a}/lists", headers=h.headers())).json()
+    assert [x["lead_count"] for x in lists["items"]] == [20]
+
+    back = await h.act("MOVE_TO_CAMPAIGN", {"campaignId": b}, _params(a, a_list, "false", "MOVE"))
+    assert back["affected"] == 11
+    assert found(await h.search({"campaignId": b})) == []
+    assert found(await h.search({"campaignId": a}, limit=1000)) == sorted([*ids, b_own], key=int)
+    reset = await h.act("RESET_LEADS", {"listIds": [a_list], "leadStates": ["PAUSED"]})
+    assert reset["affected"] == 10
+    assert found(await h.search({"campaignId": a, "leadStates": ["PAUSED"]})) == []

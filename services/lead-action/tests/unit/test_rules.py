@@ -18,7 +18,7 @@ from dialguard.lead_action.domain import (
 )
 from dialguard.lead_action.exports import sign, verify
 from dialguard.lead_action.ratelimit import RateLimiter, parse_rate
-from dialguard.lead_action.repository import criteria_where
+from dialguard.lead_action.repository import criteria_parts, criteria_where
 from dialguard.lead_action.uploads import header_map, parse_json_leads
 
 
@@ -64,9 +64,21 @@ def test_phone_criteria_match_every_reading() -> None:
 
 
 def test_criteria_where_is_parameterised_with_only_given_criteria() -> None:
-    where, args = criteria_where("acme", Criteria(campaign_ids=(1,), lead_states=("READY",)), start=3)
-    assert where == "account_id = $3 AND campaign_id = ANY($4::bigint[]) AND status = ANY($5::text[])"
-    assert args == ["acme", [1], ["READY"]]
+    where, args = criteria_where("acme", Criteria(lead_states=("READY",), timezones=("UTC",)), start=3)
+    assert where == "account_id = $3 AND status = ANY($4::text[]) AND timezone = ANY($5::text[])"
+    assert args == ["acme", ["READY"], ["UTC"]]
+
+
+def test_campaign_and_list_criteria_find_leads_through_their_origin_lists() -> None:
+    where, args, origins = criteria_parts("acme", Criteria(campaign_ids=(1,), list_ids=(7, 8)), start=2)
+    assert where == "account_id = $2 AND campaign_id = ANY($3::bigint[]) AND list_id = ANY($4::bigint[])"
+    assert args == ["acme", [1], [7, 8]]
+    assert origins == (
+        "SELECT DISTINCT p.origin_list_id FROM lead_placements p WHERE p.account_id = $2 AND "
+        "p.campaign_id = ANY($3::bigint[]) AND p.list_id = ANY($4::bigint[])"
+    )
+    full, _ = criteria_where("acme", Criteria(campaign_ids=(1,), list_ids=(7, 8)), start=2)
+    assert full == f"{where} AND origin_list_id = ANY(ARRAY({origins}))"
 
 
 def test_move_params() -> None:

@@ -14,7 +14,7 @@ from dialguard.events.envelope import format_time
 from dialguard.lead_action import exports
 from dialguard.lead_action import repository as repo
 from dialguard.lead_action.api import ACCOUNT, Limit, after_id, lead_out, own_account, page, svc_of
-from dialguard.lead_action.domain import ACTIONS, ParamError, parse_criteria
+from dialguard.lead_action.domain import ACTIONS, DESTRUCTIVE_ACTIONS, ParamError, parse_criteria
 from dialguard.lead_action.handlers import ActionRequest, apply_action, param_error
 from dialguard.lead_action.ratelimit import rate_limited
 from dialguard.platform.auth import OPS, OUTBOUND_MANAGER, READERS, Principal, require_roles
@@ -73,8 +73,12 @@ async def act(
     request: Request,
     principal: Actor,
     leadAction: Annotated[str, Query(min_length=1, max_length=64)],
+    confirm: bool = False,
 ) -> dict[str, Any]:
-    """Apply one action to every lead the criteria match (set-based), audited, announced on leads.actions.v1."""
+    """Apply one action to every lead the criteria match (set-based), audited, announced on leads.actions.v1.
+
+    DELETE_LEADS is destructive: it needs `?confirm=true` (CONTRACT §3), else 400 confirmation_required.
+    """
     account = own_account(accountId, principal)
     action = leadAction.strip().upper()
     if action not in ACTIONS:
@@ -83,6 +87,13 @@ async def act(
             "unknown_action",
             f"unknown leadAction {leadAction!r}",
             [{"field": "leadAction", "valid_values": list(ACTIONS)}, *ACTIONS],
+        )
+    if action in DESTRUCTIVE_ACTIONS and not confirm:
+        raise ApiError(
+            400,
+            "confirmation_required",
+            f"{action} is destructive: repeat it with ?confirm=true",
+            [{"field": "confirm", "reason": "must be true"}],
         )
     params = body.leadActionParams.paramMap if body.leadActionParams else {}
     try:

@@ -23,6 +23,8 @@ ACTIONS: Final = (
     "SUPPRESS_LEADS",
     "UNSUPPRESS_LEADS",
 )
+# Lead actions that destroy data and so need ?confirm=true (CONTRACT §3).
+DESTRUCTIVE_ACTIONS: Final = frozenset({"DELETE_LEADS"})
 LEAD_STATES: Final = (
     "READY",
     "ACTIVE",

@@ -100,9 +100,13 @@ async def get_campaign(
 async def create_list(
     conn: asyncpg.Connection, *, account_id: str, campaign_id: int, name: str
 ) -> asyncpg.Record:
+    """A list, and the placement through which its own leads are found."""
     return await conn.fetchrow(
-        """INSERT INTO lead_lists (account_id, campaign_id, name) VALUES ($1, $2, $3)
-           RETURNING id, name, campaign_id, created_at""",
+        """WITH l AS (INSERT INTO lead_lists (account_id, campaign_id, name) VALUES ($1, $2, $3)
+                      RETURNING id, name, campaign_id, created_at),
+                p AS (INSERT INTO lead_placements (account_id, origin_list_id, list_id, campaign_id)
+                      SELECT $1, id, id, campaign_id FROM l)
+           SELECT id, name, campaign_id, created_at FROM l""",
         account_id,
         campaign_id,
         name,
@@ -114,8 +118,10 @@ async def list_lists(
 ) -> list[asyncpg.Record]:
     return await _fetch(
         conn,
-        """SELECT l.id, l.name, l.campaign_id, l.created_at,
-                  (SELECT count(*) FROM leads WHERE account_id = $1 AND list_id = l.id) AS lead_count
+        f"""SELECT l.id, l.name, l.campaign_id, l.created_at,
+                  (SELECT count(*) FROM leads
+                   WHERE account_id = $1 AND list_id = l.id
+                     AND origin_list_id = ANY({origins_of_list("$1", "l.id")})) AS lead_count
            FROM lead_lists l WHERE l.account_id = $1 AND l.campaign_id = $2 AND l.id > $3
            ORDER BY l.id LIMIT $4""",
         account_id,
@@ -176,15 +182,15 @@ async def insert_leads(
     await lock_account_leads(conn, account_ids=[account_id], exclusive=False)
     dnc = PROJECTED_DNC.format(account="$1", phone="x.phone")
     records = await conn.fetch(
-        f"""INSERT INTO leads (account_id, campaign_id, list_id, external_id, contact_id, phone, first_name,
-                               last_name, fields, timezone, suppression_causes)
-            SELECT $1, $2, $3, x.external_id, x.contact_id, x.phone, x.first_name, x.last_name,
+        f"""INSERT INTO leads (account_id, campaign_id, list_id, origin_list_id, external_id, contact_id, phone,
+                               first_name, last_name, fields, timezone, suppression_causes)
+            SELECT $1, $2, $3, $3, x.external_id, x.contact_id, x.phone, x.first_name, x.last_name,
                    x.fields::jsonb, x.timezone, CASE WHEN {dnc} THEN ARRAY['{DNC}'] ELSE '{{}}'::text[] END
             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                         $11::int[])
                  AS x(external_id, contact_id, phone, first_name, last_name, fields, timezone, ord)
             ORDER BY x.ord
-            ON CONFLICT (account_id, list_id, contact_id) WHERE contact_id IS NOT NULL DO NOTHING
+            ON CONFLICT (account_id, origin_list_id, contact_id) WHERE contact_id IS NOT NULL DO NOTHING
             RETURNING id""",
         account_id,
         campaign_id,
@@ -207,19 +213,34 @@ async def get_lead(conn: asyncpg.Connection, *, account_id: str, lead_id: int) -
     )
 
 
-def criteria_where(account_id: str, criteria: Criteria, *, start: int = 1) -> tuple[str, list[Any]]:
-    """A parameterised WHERE over `leads` with only the criteria present (so each query plans on its indexes)."""
+def origins_of_list(account: str, list_id: str) -> str:
+    """SQL array of the origin lists whose leads may now be in list `list_id` (both are SQL terms)."""
+    return f"""ARRAY(SELECT p.origin_list_id FROM lead_placements p
+                     WHERE p.account_id = {account} AND p.list_id = {list_id})"""
+
+
+def criteria_parts(
+    account_id: str, criteria: Criteria, *, start: int = 1
+) -> tuple[str, list[Any], str | None]:
+    """(WHERE over `leads` with only the criteria present, its args, and, when the criteria name campaigns
+    or lists, a SELECT of the origin lists that can hold their leads: `leads_origin` is how they are found).
+    """
     parts = [f"account_id = ${start}"]
     args: list[Any] = [account_id]
+    origin: list[str] = []
 
-    def add(template: str, value: Any) -> None:
+    def add(template: str, value: Any) -> str:
         args.append(value)
-        parts.append(template.format(f"${start + len(args) - 1}"))
+        param = f"${start + len(args) - 1}"
+        parts.append(template.format(param))
+        return param
 
     if criteria.campaign_ids is not None:
-        add("campaign_id = ANY({}::bigint[])", list(criteria.campaign_ids))
+        param = add("campaign_id = ANY({}::bigint[])", list(criteria.campaign_ids))
+        origin.append(f"p.campaign_id = ANY({param}::bigint[])")
     if criteria.list_ids is not None:
-        add("list_id = ANY({}::bigint[])", list(criteria.list_ids))
+        param = add("list_id = ANY({}::bigint[])", list(criteria.list_ids))
+        origin.append(f"p.list_id = ANY({param}::bigint[])")
     if criteria.lead_ids is not None:
         add("id = ANY({}::bigint[])", list(criteria.lead_ids))
     if criteria.phones is not None:
@@ -234,21 +255,39 @@ def criteria_where(account_id: str, criteria: Criteria, *, start: int = 1) -> tu
         add("physical_state = ANY({}::text[])", list(criteria.physical_states))
     if criteria.timezones is not None:
         add("timezone = ANY({}::text[])", list(criteria.timezones))
-    return " AND ".join(parts), args
+    origins = (
+        f"SELECT DISTINCT p.origin_list_id FROM lead_placements p WHERE p.account_id = ${start} AND "
+        + " AND ".join(origin)
+        if origin
+        else None
+    )
+    return " AND ".join(parts), args, origins
+
+
+def criteria_where(account_id: str, criteria: Criteria, *, start: int = 1) -> tuple[str, list[Any]]:
+    """A parameterised WHERE over `leads` with only the criteria present (so each query plans on its indexes)."""
+    where, args, origins = criteria_parts(account_id, criteria, start=start)
+    if origins is not None:
+        where += f" AND origin_list_id = ANY(ARRAY({origins}))"
+    return where, args
 
 
 async def search_leads(
     conn: asyncpg.Connection, *, account_id: str, criteria: Criteria, after: int, limit: int
 ) -> list[asyncpg.Record]:
-    where, args = criteria_where(account_id, criteria)
+    """One page in id order. With campaigns or lists: per origin list, an ordered walk of `leads_origin`
+    that stops at a page of matches, merged (the index is ordered by id within one origin only)."""
+    where, args, origins = criteria_parts(account_id, criteria)
     n = len(args)
-    return await _fetch(
-        conn,
-        f"SELECT {LEAD_COLUMNS} FROM leads WHERE {where} AND id > ${n + 1} ORDER BY id LIMIT ${n + 2}",
-        *args,
-        after,
-        limit,
-    )
+    if origins is None:
+        sql = f"SELECT {LEAD_COLUMNS} FROM leads WHERE {where} AND id > ${n + 1} ORDER BY id LIMIT ${n + 2}"
+    else:
+        sql = f"""SELECT x.* FROM ({origins}) o CROSS JOIN LATERAL (
+                      SELECT {LEAD_COLUMNS} FROM leads
+                      WHERE {where} AND origin_list_id = o.origin_list_id AND id > ${n + 1}
+                      ORDER BY id LIMIT ${n + 2}) x
+                  ORDER BY x.id LIMIT ${n + 2}"""
+    return await _fetch(conn, sql, *args, after, limit)
 
 
 async def update_matching(
@@ -340,6 +379,7 @@ async def move_leads(
     """
     await conn.execute("SET LOCAL work_mem = '64MB'")  # the id sort of a million-lead move stays in memory
     where, args = criteria_where(account_id, criteria, start=6)
+    in_target = origins_of_list("$6", "$2")
     moved: dict[int, list[list[str]]] = {}
     for from_campaign in await source_campaigns(conn, account_id=account_id, criteria=criteria):
         if from_campaign == to_campaign:
@@ -349,8 +389,13 @@ async def move_leads(
                     UPDATE leads SET campaign_id = $1, list_id = $2, updated_at = now()
                     WHERE {where} AND campaign_id = $4
                       AND NOT ($3 AND phone IN (SELECT t.phone FROM leads t
-                                                WHERE t.account_id = $6 AND t.list_id = $2))
-                    RETURNING id),
+                                                WHERE t.account_id = $6 AND t.list_id = $2
+                                                  AND t.origin_list_id = ANY({in_target})))
+                    RETURNING id, origin_list_id),
+                placed AS (
+                    INSERT INTO lead_placements (account_id, origin_list_id, list_id, campaign_id)
+                    SELECT DISTINCT $6, origin_list_id, $2::bigint, $1::bigint FROM m
+                    ON CONFLICT DO NOTHING),
                 n AS (SELECT id, (row_number() OVER (ORDER BY id) - 1) / $5 AS part FROM m)
                 SELECT array_agg(id::text ORDER BY id) AS ids FROM n GROUP BY part ORDER BY part""",
             to_campaign,
@@ -379,21 +424,24 @@ async def copy_leads(
     await lock_account_leads(conn, account_ids=[account_id], exclusive=False)
     where, args = criteria_where(account_id, criteria, start=5)
     dnc = PROJECTED_DNC.format(account="$5", phone="m.phone")
+    in_target = origins_of_list("$5", "$2")
     return await _fetch(
         conn,
         f"""WITH m AS (
                 SELECT id, campaign_id, external_id, phone, first_name, last_name, fields, timezone,
                        suppression_causes FROM leads
                 WHERE {where} AND campaign_id <> $1
-                  AND NOT ($3 AND phone IN (SELECT phone FROM leads t WHERE t.account_id = $5 AND t.list_id = $2))
+                  AND NOT ($3 AND phone IN (SELECT t.phone FROM leads t
+                                            WHERE t.account_id = $5 AND t.list_id = $2
+                                              AND t.origin_list_id = ANY({in_target})))
                 ORDER BY id),
             marked AS (
                 UPDATE leads s SET status = 'TRANSITION', updated_at = now()
                 FROM m WHERE $4 AND s.id = m.id RETURNING s.id),
             copied AS (
-                INSERT INTO leads (account_id, campaign_id, list_id, external_id, phone, first_name, last_name,
-                                   fields, timezone, suppression_causes)
-                SELECT $5, $1, $2, m.external_id, m.phone, m.first_name, m.last_name, m.fields, m.timezone,
+                INSERT INTO leads (account_id, campaign_id, list_id, origin_list_id, external_id, phone,
+                                   first_name, last_name, fields, timezone, suppression_causes)
+                SELECT $5, $1, $2, $2, m.external_id, m.phone, m.first_name, m.last_name, m.fields, m.timezone,
                        CASE WHEN {dnc} AND NOT ('{DNC}' = ANY(array_remove(m.suppression_causes, '{DNC}')))
                             THEN array_append(array_remove(m.suppression_causes, '{DNC}'), '{DNC}')
                             ELSE array_remove(m.suppression_causes, '{DNC}') END
