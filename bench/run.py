@@ -28,6 +28,7 @@ REPO = HERE.parent
 PEER = REPO.parent / "shared" / "peer"
 sys.path.insert(0, str(HERE))
 
+from bench_lead_stop import lead_stop_latency  # noqa: E402
 from bench_plumbing import latency, throughput  # noqa: E402
 
 from dialguard.events.topics import TOPICS  # noqa: E402
@@ -257,6 +258,9 @@ async def main() -> None:
         out = RESULTS / "checks.jsonl"
         results["dialguard"] = summary(await bench_checks(sup.base_url, "dialguard", out, pids))
         print("dialguard", results["dialguard"], flush=True)
+        print("LeadStopped -> check answers suppressed, 500 events/s ...", flush=True)
+        results["lead_stopped_to_check"] = await lead_stop_latency(sup.base_url, stack.kafka_bootstrap)
+        print("lead stop", results["lead_stopped_to_check"], flush=True)
         await sup.stop()
         procs.remove(sup)
         nocache = await start(

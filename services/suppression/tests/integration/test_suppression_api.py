@@ -337,3 +337,67 @@ async def test_lead_stopped_and_unstopped_events_round_trip(
         assert events[0]["payload"]["entry"]["source"] == "end_user_message"
     finally:
         await producer.stop()
+
+
+async def test_a_burst_of_opt_outs_applies_in_order_with_each_events_correlation(
+    infra: Any, start_service: StartService
+) -> None:
+    """Opt-outs arriving together are applied as a group; order per identifier and correlation ids hold."""
+    sup = await start_service("suppression")
+    account = f"burst-{uuid.uuid4().hex[:6]}"
+    phones = [f"1267234{7000 + i:04d}" for i in range(40)]
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, linger_ms=50)
+    await producer.start()
+
+    def event(event_type: str, phone: str, correlation: str, **extra: Any) -> bytes:
+        payload = {"identifier": {"type": "phone", "value": phone}, **extra}
+        env = Envelope(
+            event_type=event_type,
+            account_id=account,
+            producer="upstream",
+            correlation_id=correlation,
+            payload=payload,
+        )
+        return env.to_bytes()
+
+    try:
+        sends = [
+            await producer.send(
+                LEADS_STOPPED,
+                event(
+                    "LeadStopped", p, f"corr-{p}", source="agent_disposition" if i % 2 else "end_user_message"
+                ),
+                key=f"{account}:phone:{p}".encode(),
+            )
+            for i, p in enumerate(phones)
+        ]
+        # One identifier stopped, unstopped and stopped again within the same burst: ends suppressed.
+        # Another stopped then unstopped: ends not suppressed.
+        key_a, key_b = f"{account}:phone:{phones[0]}".encode(), f"{account}:phone:{phones[1]}".encode()
+        sends.append(await producer.send(LEADS_STOPPED, event("LeadUnstopped", phones[0], "u0"), key=key_a))
+        sends.append(
+            await producer.send(
+                LEADS_STOPPED, event("LeadStopped", phones[0], "again", source="api"), key=key_a
+            )
+        )
+        sends.append(await producer.send(LEADS_STOPPED, event("LeadUnstopped", phones[1], "u1"), key=key_b))
+        await asyncio.gather(*sends)
+        changes = await _changes(infra, account, want=len(phones) + 3)
+    finally:
+        await producer.stop()
+
+    added = [c for c in changes if c["payload"]["op"] == "added"]
+    assert {c["correlation_id"] for c in added} == {f"corr-{p}" for p in phones} | {"again"}
+    for c in added:  # each entry's event names the opt-out that asked for it
+        if c["correlation_id"] != "again":
+            assert c["correlation_id"] == f"corr-{c['payload']['entry']['identifier']['value']}"
+    async with httpx.AsyncClient(base_url=sup.base_url) as c:
+        r = await c.post(
+            "/v1/check",
+            json={"identifiers": [{"type": "phone", "value": p} for p in phones]},
+            headers=auth(account, ["DIALER"]),
+        )
+        got = [x["suppressed"] for x in r.json()["results"]]
+        assert got == [True, False] + [True] * (len(phones) - 2)
+        entries = (await c.get("/v1/stoplists", headers=auth(account))).json()["items"]
+        assert [s["record_count"] for s in entries] == [len(phones) - 1]

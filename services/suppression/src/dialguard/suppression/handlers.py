@@ -56,15 +56,23 @@ def changed_events(
     rows: Sequence[asyncpg.Record],
     op: str,
     suppressed: Sequence[bool],
-    correlation_id: str | None,
+    correlation_id: str | Sequence[str | None] | None,
     remaining: Sequence[list[str | None]] | None = None,
 ) -> list[EncodedEvent]:
     """One SuppressionChanged per entry, serialised directly: imports emit one per row, and building a
-    pydantic envelope each cost more than parsing the row (envelope_bytes gives the same bytes)."""
+    pydantic envelope each cost more than parsing the row (envelope_bytes gives the same bytes).
+    correlation_id is one for all rows, or one per row."""
     occurred = format_time(utcnow())
+    correlations = (
+        [correlation_id] * len(rows)
+        if correlation_id is None or isinstance(correlation_id, str)
+        else correlation_id
+    )
     times: dict[Any, str] = {}
     events: list[EncodedEvent] = []
-    for i, (row, event_id) in enumerate(zip(rows, new_event_ids(len(rows)), strict=True)):
+    for i, (row, event_id, correlation) in enumerate(
+        zip(rows, new_event_ids(len(rows)), correlations, strict=True)
+    ):
         payload: dict[str, Any] = {"op": op, "entry": entry_payload(row, times), "suppressed": suppressed[i]}
         if remaining is not None:
             payload["remaining_channels"] = remaining[i]
@@ -74,12 +82,12 @@ def changed_events(
             occurred_at=occurred,
             account_id=account_id,
             producer=rt.service,
-            correlation_id=correlation_id,
+            correlation_id=correlation,
             payload=payload,
         )
         key = event_key(account_id, row["id_type"], row["value"])
         events.append(
-            EncodedEvent(SUPPRESSION_CHANGES, key, value, event_id, "SuppressionChanged", correlation_id)
+            EncodedEvent(SUPPRESSION_CHANGES, key, value, event_id, "SuppressionChanged", correlation)
         )
     return events
 
@@ -93,8 +101,12 @@ async def add_entries(
     entries: Sequence[NewEntry],
     actor: str | None,
     correlation_id: str | None = None,
+    correlation_ids: Sequence[str | None] | None = None,
 ) -> list[asyncpg.Record]:
-    """Insert (idempotently) inside the caller's transaction; set cache bits before commit; one event per new entry."""
+    """Insert (idempotently) inside the caller's transaction; set cache bits before commit; one event per new entry.
+
+    correlation_ids, aligned with entries, gives each entry's event the id of the request that asked
+    for it (a batch of opt-outs); otherwise all carry correlation_id."""
     if not entries:
         return []
     await repo.lock_identifiers(conn, account_id=account_id, keys=[(e.id_type, e.value) for e in entries])
@@ -104,8 +116,14 @@ async def add_entries(
     if rows:
         # Before commit: a check that starts after the commit must find these bits (docs/suppression-cache.md).
         await svc.cache.add(account_id, [cache_key(r["id_type"], r["value"]) for r in rows])
+        correlation: str | list[str | None] | None = correlation_id
+        if correlation_ids is not None:
+            asked: dict[tuple[str, str, str | None, str | None], str | None] = {}
+            for e, c in zip(entries, correlation_ids, strict=True):
+                asked.setdefault((e.id_type, e.value, e.channel, e.sender), c)
+            correlation = [asked.get((r["id_type"], r["value"], r["channel"], r["sender"])) for r in rows]
         await svc.runtime.publish(
-            conn, changed_events(svc.runtime, account_id, rows, "added", [True] * len(rows), correlation_id)
+            conn, changed_events(svc.runtime, account_id, rows, "added", [True] * len(rows), correlation)
         )
     return rows
 
