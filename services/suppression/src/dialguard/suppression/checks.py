@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import TYPE_CHECKING, Any
@@ -124,18 +124,14 @@ async def suppressed_phones(
     keys = np.strings.add(b"phone:", np.frombuffer(joined, dtype="S11"))
     mask = await svc.cache.lookup(account_id, keys)
     maybe = list(dict.fromkeys(values if mask is None else compress(values, mask.tolist())))
-    if not maybe:
-        return [False] * len(values)
-    async with svc.runtime.pool.acquire() as conn:
-        found = await repo.matching_values(
-            conn,
-            account_id=account_id,
-            id_type="phone",
-            values=maybe,
-            channel=channel,
-            sender=sender,
-            stoplist_ids=stoplist_ids,
-        )
+    found = await _confirm(
+        svc,
+        {"phone": maybe} if maybe else {},
+        account_id=account_id,
+        channel=channel,
+        sender=sender,
+        stoplist_ids=stoplist_ids,
+    )
     if not found:
         return [False] * len(values)
     hits = {key.partition(":")[2] for key in found}
@@ -164,6 +160,21 @@ async def suppressed_keys(
 ) -> set[str]:
     """The keys with a live entry that applies: the bloom cache rules out most, Postgres confirms the rest."""
     by_type = await _maybe_by_type(svc, account_id, keys)
+    return await _confirm(
+        svc, by_type, account_id=account_id, channel=channel, sender=sender, stoplist_ids=stoplist_ids
+    )
+
+
+async def _confirm(
+    svc: Suppression,
+    by_type: Mapping[str, Sequence[str]],
+    *,
+    account_id: str,
+    channel: str | None,
+    sender: str | None,
+    stoplist_ids: Sequence[uuid.UUID] | None,
+) -> set[str]:
+    """Keys ('type:value') of the cache's 'maybe' values that Postgres confirms: one query per type."""
     found: set[str] = set()
     if by_type:
         async with svc.runtime.pool.acquire() as conn:
