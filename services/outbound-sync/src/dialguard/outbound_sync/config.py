@@ -16,7 +16,7 @@ class Settings(ServiceSettings):
     DELIVERY_BACKOFF_BASE_S: float = Field(default=1.0, gt=0)
     DELIVERY_BACKOFF_MAX_S: float = Field(default=300.0, gt=0)
     DELIVERY_RETRY_AFTER_MAX_S: float = Field(default=3600.0, gt=0)
-    DELIVERY_CONCURRENCY_PER_TARGET: int = Field(default=4, ge=1, le=256)
+    DELIVERY_CONCURRENCY_PER_TARGET: int = Field(default=16, ge=1, le=256)
     DELIVERY_POLL_S: float = Field(default=0.5, gt=0)
     EVENT_CLOCK_SKEW_S: float = Field(default=60.0, ge=0)
     BREAKER_THRESHOLD: int = Field(default=5, ge=1)

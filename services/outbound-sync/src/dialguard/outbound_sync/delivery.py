@@ -19,11 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import asyncpg
 import orjson
 import structlog
-from yarl import URL
 
 from dialguard.outbound_sync import repository as repo
 from dialguard.outbound_sync.config import Settings
@@ -39,6 +37,7 @@ from dialguard.outbound_sync.domain import (
     tm_body,
     tm_url,
 )
+from dialguard.outbound_sync.http_client import HttpClient, aclose_quietly
 from dialguard.outbound_sync.metrics import BACKLOG, BREAKER_OPEN, DELIVERED, FAILED, LATENCY
 
 log = structlog.get_logger(__name__)
@@ -48,6 +47,7 @@ CLIENT_IDLE_S = 300.0
 BACKLOG_EVERY_S = 2.0
 LANE_IDLE_S = 5.0  # a lane with nothing to send lingers this long (woken at once by new rows), then ends
 FLUSH_S = 0.002  # the recorder waits this long for more outcomes before writing a batch
+TARGET_CONFIG_S = 1.0  # a lane re-reads its target's settings this often (a pause applies at the next claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ class DeliveryWorker:
     settings: Settings
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     _lanes: dict[uuid.UUID, Lane] = field(default_factory=dict)
-    _clients: dict[uuid.UUID, tuple[aiohttp.ClientSession, float]] = field(default_factory=dict)
+    _clients: dict[uuid.UUID, tuple[HttpClient, float]] = field(default_factory=dict)
     _breakers: dict[uuid.UUID, Breaker] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _backlog_at: float = 0.0
@@ -142,7 +142,7 @@ class DeliveryWorker:
     @property
     def batch_size(self) -> int:
         """Rows a lane holds leased at most (queued plus in flight)."""
-        return self.concurrency * 4
+        return self.concurrency * 8
 
     @property
     def lease_s(self) -> float:
@@ -194,8 +194,7 @@ class DeliveryWorker:
             async with self.pool.acquire() as conn:
                 await repo.release_leases(conn, owner=self.owner)
         for client, _ in self._clients.values():
-            with contextlib.suppress(Exception):
-                await client.close()
+            await aclose_quietly(client)
         self._clients.clear()
 
     async def _dispatch(self) -> None:
@@ -225,23 +224,15 @@ class DeliveryWorker:
             breaker = self._breakers[target_id] = Breaker(s.BREAKER_THRESHOLD, s.BREAKER_COOLDOWN_S)
         return breaker
 
-    def _client(self, target_id: uuid.UUID) -> aiohttp.ClientSession:
+    def _client(self, target_id: uuid.UUID) -> HttpClient:
         """One keep-alive client per target: connections are reused, and one target cannot starve another's."""
-        s = self.settings
         found = self._clients.get(target_id)
         client = found[0] if found else None
         if client is None or client.closed:
-            client = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.concurrency, limit_per_host=self.concurrency, keepalive_timeout=60
-                ),
-                timeout=aiohttp.ClientTimeout(
-                    total=s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S,
-                    connect=s.DELIVERY_CONNECT_TIMEOUT_S,
-                    sock_read=s.DELIVERY_TIMEOUT_S,
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
+            client = HttpClient(
+                limit=self.concurrency,
+                connect_timeout=self.settings.DELIVERY_CONNECT_TIMEOUT_S,
+                read_limit=RESPONSE_READ_LIMIT,
             )
         self._clients[target_id] = (client, time.monotonic())
         return client
@@ -251,9 +242,9 @@ class DeliveryWorker:
         for target_id, (client, used) in list(self._clients.items()):
             if target_id not in self._lanes and now - used > CLIENT_IDLE_S:
                 del self._clients[target_id]
-                await client.close()
+                await aclose_quietly(client)
 
-    async def attempt(self, client: aiohttp.ClientSession, target: Any, row: Any) -> dict[str, Any]:
+    async def attempt(self, client: HttpClient, target: Any, row: Any) -> dict[str, Any]:
         """One HTTP attempt of one row, summarised for the delivery log."""
         s = self.settings
         entry: dict[str, Any] = row["entry"]
@@ -272,27 +263,18 @@ class DeliveryWorker:
         started = time.perf_counter()
         response_log: dict[str, Any]
         try:
-            async with (
-                asyncio.timeout(s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S),
-                client.request(
-                    req.method,
-                    URL(req.url, encoded=True),
-                    headers=req.headers,
-                    data=req.content,
-                    allow_redirects=False,
-                ) as response,
-            ):
-                body = await _read_limited(response)
+            async with asyncio.timeout(s.DELIVERY_TIMEOUT_S + s.DELIVERY_CONNECT_TIMEOUT_S):
+                response = await client.request(req.method, req.url, req.headers, req.content)
         except TimeoutError:
             outcome = Outcome("retry", f"timeout after {s.DELIVERY_TIMEOUT_S:g}s")
             response_log = {"error": outcome.error}
-        except (aiohttp.ClientError, ValueError, OSError) as exc:
+        except (OSError, ValueError) as exc:
             outcome = Outcome("retry", f"network error: {type(exc).__name__}: {exc}")
             response_log = {"error": outcome.error}
         else:
             retry_after = response.headers.get("retry-after")
             outcome = classify(response.status, retry_after)
-            text = body.decode("utf-8", "replace")
+            text = response.body.decode("utf-8", "replace")
             response_log = {"status": response.status, "body": text[:BODY_LOG_LIMIT]}
             if retry_after:
                 response_log["retry_after"] = retry_after
@@ -341,6 +323,8 @@ class Lane:
         self._kick = asyncio.Event()
         self._outcome_ready = asyncio.Event()
         self._released: list[uuid.UUID] = []
+        self._target: Any = None
+        self._target_at = 0.0
 
     def kick(self) -> None:
         """New rows may be due, or a slot is free: the claimer looks again."""
@@ -397,8 +381,10 @@ class Lane:
             got = 0
             if want > 0:
                 async with worker.pool.acquire() as conn:
-                    target = await repo.target_config(conn, target_id=self.target_id)
-                    if target is None or not target["active"]:
+                    if self._target is None or time.monotonic() - self._target_at >= TARGET_CONFIG_S:
+                        self._target = await repo.target_config(conn, target_id=self.target_id)
+                        self._target_at = time.monotonic()
+                    if self._target is None or not self._target["active"]:
                         return
                     rows = await repo.claim(
                         conn,
@@ -408,7 +394,7 @@ class Lane:
                         owner=worker.owner,
                     )
                 for row in rows:
-                    self._queue.put_nowait((target, row))
+                    self._queue.put_nowait((self._target, row))
                 got = len(rows)
             now = time.monotonic()
             if got or held or self._outcomes:
@@ -420,7 +406,7 @@ class Lane:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), worker.settings.DELIVERY_POLL_S)
 
-    async def _sender(self, client: aiohttp.ClientSession) -> None:
+    async def _sender(self, client: HttpClient) -> None:
         while True:
             item = await self._queue.get()
             if item is None:
@@ -468,19 +454,6 @@ class Lane:
             self._outcomes[:0] = outcomes
             raise
         self._kick.set()  # a recorded row may unblock the next entry of the same identifier
-
-
-async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
-    """Keep only the start of a response body: the log needs a summary, not a download."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < RESPONSE_READ_LIMIT:
-        chunk = await response.content.read(RESPONSE_READ_LIMIT - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _result(

@@ -218,7 +218,7 @@ async def due_targets(conn: asyncpg.Connection, *, exclude: Sequence[uuid.UUID])
 
 
 async def target_config(conn: asyncpg.Connection, *, target_id: uuid.UUID) -> asyncpg.Record | None:
-    """A lane re-reads its target each round: a PATCH or a pause takes effect on the next claim."""
+    """A lane re-reads its target at most a second old: a PATCH takes effect within a second."""
     return await conn.fetchrow(
         """SELECT id, account_id, type, system, project, expires_in_days, url, method, headers,
                   body_template, active
@@ -230,11 +230,13 @@ async def target_config(conn: asyncpg.Connection, *, target_id: uuid.UUID) -> as
 async def claim(
     conn: asyncpg.Connection, *, target_id: uuid.UUID, limit: int, lease_s: float, owner: str
 ) -> list[asyncpg.Record]:
-    """Lease due rows, the oldest pending one per identifier only; SKIP LOCKED keeps instances apart."""
+    """Lease due rows of an active target, the oldest pending one per identifier only; SKIP LOCKED keeps
+    instances apart. A paused target gets nothing from its next claim on."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """WITH due AS (
                SELECT d.id FROM deliveries d
                WHERE d.target_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+                 AND EXISTS (SELECT 1 FROM targets t WHERE t.id = $1 AND t.active)
                  AND (d.lease_until IS NULL OR d.lease_until < now())
                  -- a scalar subquery runs per candidate on deliveries_identifier whatever the statistics say
                  -- (an anti join planned on a fresh table's empty statistics scanned every pending row)
