@@ -11,6 +11,10 @@ class Settings(ServiceSettings):
     """Environment settings; defaults suit `make run`."""
 
     HTTP_PORT: int = 8003
+    # Bulk stoplist changes arrive by the ten thousand; a batch is one transaction, so bigger batches
+    # spread its fixed cost (inbox claim, advisory lock, commit, fetch) thinner. A poll still returns as
+    # soon as any records are there, so a lone event is not delayed.
+    CONSUMER_MAX_RECORDS: int = 5_000
     RATE_LIMIT_ACTIONS: str = Field(default="30/10", pattern=RATE_PATTERN)
     RATE_LIMIT_SEARCHES: str = Field(default="15/10", pattern=RATE_PATTERN)
     SMTP_HOST: str = "127.0.0.1"

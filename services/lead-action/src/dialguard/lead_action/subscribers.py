@@ -31,9 +31,6 @@ def suppression_handler(svc: LeadService) -> BatchHandler:
         last_flag: dict[tuple[str, str], bool] = {}
         for event in batch.events:  # in offset order: the last event of an entry or phone wins
             env = event.envelope
-            structlog.contextvars.bind_contextvars(
-                event_id=str(env.event_id), correlation_id=env.correlation_id
-            )
             change = SuppressionChanged.model_validate(env.payload)
             entry = change.entry
             if entry.identifier.type != "phone":
@@ -52,7 +49,12 @@ def suppression_handler(svc: LeadService) -> BatchHandler:
         await repo.lock_account_leads(batch.conn, account_ids=[a for a, _ in last_flag], exclusive=True)
         await repo.project_entries(batch.conn, added=list(added.values()), removed=list(removed.values()))
         changed = await repo.apply_dnc(batch.conn, keys=[(a, p, f) for (a, p), f in last_flag.items()])
-        log.info("suppression changes applied", events=len(batch.events), leads_changed=changed)
+        log.info(
+            "suppression changes applied",
+            events=len(batch.events),
+            first_event_id=str(batch.events[0].envelope.event_id),
+            leads_changed=changed,
+        )
 
     return handle
 
