@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AliasChoices, BaseModel, Field
 
 from dialguard.events.envelope import format_time
@@ -59,6 +60,11 @@ def page(rows: list[Any], limit: int, shape: Any) -> dict[str, Any]:
     items = rows[:limit]
     nxt = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None
     return {"items": [shape(r) for r in items], "next_cursor": nxt}
+
+
+def lead_page(rows: list[Any], limit: int) -> Response:
+    """A page of Leads as JSON bytes: FastAPI's generic encoder took ~7 ms of a 50-lead page (half a search)."""
+    return Response(orjson.dumps(page(rows, limit, lead_out)), media_type="application/json")
 
 
 def dial_group_out(r: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from dialguard.events.envelope import format_time
 from dialguard.lead_action import exports
 from dialguard.lead_action import repository as repo
-from dialguard.lead_action.api import ACCOUNT, Limit, after_id, lead_out, own_account, page, svc_of
+from dialguard.lead_action.api import ACCOUNT, Limit, after_id, lead_page, own_account, svc_of
 from dialguard.lead_action.domain import ACTIONS, DESTRUCTIVE_ACTIONS, ParamError, parse_criteria
 from dialguard.lead_action.handlers import ActionRequest, apply_action, param_error
 from dialguard.lead_action.ratelimit import rate_limited
@@ -52,7 +52,7 @@ async def search(
     principal: Searcher,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     """Leads matching every criterion given (each list: any of its values), in id order, paged."""
     account = own_account(accountId, principal)
     try:
@@ -63,7 +63,7 @@ async def search(
         rows = await repo.search_leads(
             conn, account_id=account, criteria=criteria, after=after_id(cursor), limit=limit + 1
         )
-    return page(rows, limit, lead_out)
+    return lead_page(rows, limit)
 
 
 @router.put("/campaignLeads/actions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dialguard.files.errors import FileError
@@ -20,9 +20,9 @@ from dialguard.lead_action.api import (
     after_id,
     campaign_or_404,
     lead_out,
+    lead_page,
     list_or_404,
     own_account,
-    page,
     svc_of,
 )
 from dialguard.lead_action.domain import Criteria
@@ -163,7 +163,7 @@ async def list_leads(
     campaignId: int | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     account = own_account(accountId, principal)
     if campaignId is not None:
         await campaign_or_404(request, account, campaignId, dialGroupId)
@@ -176,7 +176,7 @@ async def list_leads(
             after=after_id(cursor),
             limit=limit + 1,
         )
-    return page(rows, limit, lead_out)
+    return lead_page(rows, limit)
 
 
 @router.get("/leads/{leadId}")
