@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dialguard.events import Envelope
 from dialguard.events.topics import LEADS_STOPPED, SUPPRESSION_CHANGES
+from dialguard.platform.auth import mint_token
 from dialguard.testing.fixtures import StartService
-from dialguard.testing.helpers import auth, wait_for
+from dialguard.testing.helpers import SECRET, auth, wait_for
 
 PHONE = "12672345678"
 
@@ -401,3 +402,69 @@ async def test_a_burst_of_opt_outs_applies_in_order_with_each_events_correlation
         assert got == [True, False] + [True] * (len(phones) - 2)
         entries = (await c.get("/v1/stoplists", headers=auth(account))).json()["items"]
         assert [s["record_count"] for s in entries] == [len(phones) - 1]
+
+
+async def test_audit_shows_who_added_and_removed_each_entry(start_service: StartService) -> None:
+    """OPS can show an opt-out's whole history, even after the entry itself is gone."""
+    sup = await start_service("suppression")
+    account = f"audit-{uuid.uuid4().hex[:6]}"
+
+    def as_user(sub: str, roles: list[str]) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {mint_token(secret=SECRET, account_id=account, roles=roles, sub=sub)}"
+        }
+
+    alice, bob = as_user("alice", ["OUTBOUND_MANAGER"]), as_user("bob", ["OUTBOUND_MANAGER"])
+    ops = as_user("auditor", ["OPS"])
+    async with httpx.AsyncClient(base_url=sup.base_url) as c:
+        sl = (await c.post("/v1/stoplists", json={"name": "audited"}, headers=alice)).json()
+        url = f"/v1/stoplists/{sl['id']}/entries"
+        kept = (
+            await c.post(url, json={"identifier": {"type": "phone", "value": PHONE}}, headers=alice)
+        ).json()
+        gone = (
+            await c.post(url, json={"identifier": {"type": "email", "value": "x@example.com"}}, headers=alice)
+        ).json()
+        r = await c.delete(f"{url}/{gone['id']}", params={"confirm": "true"}, headers=bob)
+        assert r.status_code in (200, 204), r.text
+
+        audit = (await c.get("/v1/audit/entries", headers=ops)).json()
+        facts = [(f["action"], f["actor"], f["identifier"]["value"]) for f in audit["items"]]
+        assert facts == [
+            ("removed", "bob", "x@example.com"),
+            ("added", "alice", "x@example.com"),
+            ("added", "alice", PHONE),
+        ]
+        assert audit["items"][0]["entry_id"] == gone["id"]
+        assert audit["items"][2]["entry_id"] == kept["id"]
+
+        typed = await c.get(
+            "/v1/audit/entries", params={"type": "phone", "value": "+1 (267) 234-5678"}, headers=ops
+        )
+        assert [f["entry_id"] for f in typed.json()["items"]] == [kept["id"]]
+        removed = await c.get("/v1/audit/entries", params={"kind": "removed"}, headers=ops)
+        assert [f["actor"] for f in removed.json()["items"]] == ["bob"]
+        by_actor = await c.get("/v1/audit/entries", params={"actor": "alice"}, headers=ops)
+        assert len(by_actor.json()["items"]) == 2
+
+        walked, cursor = [], None  # keyset pages of one walk every fact once, in order
+        while True:
+            page = (
+                await c.get(
+                    "/v1/audit/entries",
+                    params={"limit": 1, **({"cursor": cursor} if cursor else {})},
+                    headers=ops,
+                )
+            ).json()
+            walked += [(f["action"], f["entry_id"]) for f in page["items"]]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert walked == [(f["action"], f["entry_id"]) for f in audit["items"]]
+
+        assert (await c.get("/v1/audit/entries", headers=as_user("d", ["DIALER"]))).status_code == 403
+        other = await c.get("/v1/audit/entries", headers=auth(f"other-{account}", ["OPS"]))
+        assert other.json()["items"] == []
+        half = await c.get("/v1/audit/entries", params={"type": "phone"}, headers=ops)
+        assert (half.status_code, half.json()["error"]["details"][0]["field"]) == (422, "value")
+        bad = await c.get("/v1/audit/entries", params={"cursor": "bm9wZQ"}, headers=ops)
+        assert bad.status_code == 422

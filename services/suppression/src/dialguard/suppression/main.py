@@ -19,6 +19,7 @@ from dialguard.platform.ping import enable_pings
 from dialguard.platform.runtime import ServiceRuntime
 from dialguard.suppression.api import router
 from dialguard.suppression.api_files import router as files_router
+from dialguard.suppression.audit import router as audit_router
 from dialguard.suppression.cache import NoCache, SuppressionCache
 from dialguard.suppression.cache_redis import REDIS_ERRORS, RedisSuppressionCache
 from dialguard.suppression.check_http import CheckFastPath
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
     app = create_service_app(
         runtime,
         title="dialguard suppression",
-        routers=[enable_pings(runtime), router, files_router],
+        routers=[enable_pings(runtime), router, files_router, audit_router],
         on_start=on_start,
         on_stop=on_stop,
     )

@@ -11,9 +11,7 @@ import asyncpg
 
 from dialguard.suppression.domain import NewEntry
 
-ENTRY_COLUMNS = (
-    "id, account_id, stoplist_id, id_type, value, channel, sender, source, reason, added_at, expires_at"
-)
+ENTRY_COLUMNS = "id, account_id, stoplist_id, id_type, value, channel, sender, source, reason, added_at, expires_at, added_by"
 DEFAULT_STOPLIST = "default"
 
 
@@ -255,9 +253,11 @@ async def record_removals(
     if not rows:
         return
     await conn.execute(
-        """INSERT INTO entry_removals (account_id, entry_id, stoplist_id, id_type, value, channel, op, removed_by, reason)
-           SELECT $1, u.id, u.sl, u.t, u.v, u.c, $2, $3, $4
-           FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[]) AS u(id, sl, t, v, c)""",
+        """INSERT INTO entry_removals (account_id, entry_id, stoplist_id, id_type, value, channel, op, removed_by,
+                                          reason, sender, source, added_by, added_at)
+           SELECT $1, u.id, u.sl, u.t, u.v, u.c, $2, $3, $4, u.s, u.src, u.by, u.at
+           FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                       $12::text[], $13::timestamptz[]) AS u(id, sl, t, v, c, s, src, by, at)""",
         account_id,
         op,
         actor,
@@ -267,6 +267,10 @@ async def record_removals(
         [r["id_type"] for r in rows],
         [r["value"] for r in rows],
         [r["channel"] for r in rows],
+        [r["sender"] for r in rows],
+        [r["source"] for r in rows],
+        [r["added_by"] for r in rows],
+        [r["added_at"] for r in rows],
     )
 
 
