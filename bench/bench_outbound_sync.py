@@ -61,15 +61,28 @@ async def _send(producer: AIOKafkaProducer, env: Envelope) -> Any:
     )
 
 
-async def _target(c: httpx.AsyncClient, account: str, stoplist: str, system: str, project: str) -> str:
+async def _target(
+    c: httpx.AsyncClient, account: str, stoplist: str, system: str, project: str, *, active: bool = True
+) -> str:
     r = await c.post(
         f"/v1/stoplists/{stoplist}/targets",
-        json={"type": "TM", "system": system, "project": project},
+        json={"type": "TM", "system": system, "project": project, "active": active},
         headers=auth(account),
     )
     r.raise_for_status()
     target_id: str = r.json()["id"]
     return target_id
+
+
+async def _wait_queued(db: asyncpg.Connection, target_id: str, n: int, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    got = 0
+    while time.perf_counter() < deadline:
+        got = await db.fetchval("SELECT count(*) FROM deliveries WHERE target_id = $1", uuid.UUID(target_id))
+        if got >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"only {got}/{n} queued in {timeout}s")
 
 
 async def _wait_delivered(db: asyncpg.Connection, target_id: str, n: int, timeout: float) -> float:
@@ -89,22 +102,41 @@ async def _wait_delivered(db: asyncpg.Connection, target_id: str, n: int, timeou
 async def throughput(
     svc: ServiceProcess, fake: httpx.AsyncClient, producer: AIOKafkaProducer, db: asyncpg.Connection, n: int
 ) -> dict[str, Any]:
-    """n entries published at once to a stoplist with one TM target; deliveries/s until the last is accepted."""
-    account, stoplist = f"bench-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
+    """Deliveries/s to one TM target, two ways. Drain: n entries queued while the target is paused, then
+    resumed; n / (resume -> the last one delivered) is the sender's rate. Burst: n entries published at once
+    to an active target; n / (first publish -> the last one delivered) includes publishing and the consumer."""
+    account = f"bench-{uuid.uuid4().hex[:6]}"
+    drain_stoplist, burst_stoplist = str(uuid.uuid4()), str(uuid.uuid4())
     async with httpx.AsyncClient(base_url=svc.base_url) as c:
-        target = await _target(c, account, stoplist, "01", "throughput")
-    started = time.perf_counter()
-    futures = [await _send(producer, _change(account, stoplist, f"4520{i:08d}")) for i in range(n)]
-    await producer.flush()
-    await asyncio.gather(*futures)
-    done = await _wait_delivered(db, target, n, timeout=max(60.0, n / 20))
-    stats = (await fake.get("/_stats", params={"path_prefix": "/outbound01/projects/throughput/"})).json()
+        paused = await _target(c, account, drain_stoplist, "01", "drain", active=False)
+        for i in range(n):
+            await _send(producer, _change(account, drain_stoplist, f"4510{i:08d}"))
+        await producer.flush()
+        await _wait_queued(db, paused, n, timeout=max(60.0, n / 50))
+        resumed = time.perf_counter()
+        r = await c.patch(f"/v1/targets/{paused}", json={"active": True}, headers=auth(account))
+        r.raise_for_status()
+        drained = await _wait_delivered(db, paused, n, timeout=max(60.0, n / 20))
+        drain_stats = (
+            await fake.get("/_stats", params={"path_prefix": "/outbound01/projects/drain/"})
+        ).json()
+
+        burst = await _target(c, account, burst_stoplist, "01", "burst")
+        started = time.perf_counter()
+        futures = [await _send(producer, _change(account, burst_stoplist, f"4520{i:08d}")) for i in range(n)]
+        await producer.flush()
+        await asyncio.gather(*futures)
+        published = time.perf_counter()
+        done = await _wait_delivered(db, burst, n, timeout=max(60.0, n / 20))
     return {
         "deliveries": n,
-        "seconds": round(done - started, 3),
-        "deliveries_per_s": round(n / (done - started), 1),
-        "requests_at_target": stats["count"],
-        "tcp_connections_used": stats["connections"],
+        "deliveries_per_s": round(n / (drained - resumed), 1),
+        "drain_seconds": round(drained - resumed, 3),
+        "requests_at_target": drain_stats["count"],
+        "tcp_connections_used": drain_stats["connections"],
+        "burst_deliveries_per_s": round(n / (done - started), 1),
+        "burst_seconds": round(done - started, 3),
+        "burst_publish_seconds": round(published - started, 3),
     }
 
 
@@ -163,6 +195,7 @@ async def end_to_end(
     svc: ServiceProcess,
     fake: httpx.AsyncClient,
     producer: AIOKafkaProducer,
+    db: asyncpg.Connection,
     *,
     rate: float,
     seconds: float,
@@ -175,7 +208,7 @@ async def end_to_end(
         r.raise_for_status()
         stoplist = r.json()["id"]
     async with httpx.AsyncClient(base_url=svc.base_url) as c:
-        await _target(c, account, stoplist, "03", f"e2e-{account}")
+        target = await _target(c, account, stoplist, "03", f"e2e-{account}")
     sent: dict[str, float] = {}
     start = time.perf_counter()
     i = 0
@@ -216,16 +249,41 @@ async def end_to_end(
     for req in got:
         first.setdefault(req["json"]["phone"], req["received_at"])
     latencies = sorted((first[p] - sent[p]) * 1000 for p in sent if p in first)
+    rows = await db.fetch(
+        """SELECT entry->'identifier'->>'value' AS phone, extract(epoch FROM created_at) AS queued,
+                  extract(epoch FROM (entry->>'added_at')::timestamptz) AS added
+           FROM deliveries WHERE target_id = $1""",
+        uuid.UUID(target),
+    )
+    queued = {r["phone"]: float(r["queued"]) for r in rows}
+    added = {r["phone"]: float(r["added"]) for r in rows}
+    upstream = sorted((queued[p] - sent[p]) * 1000 for p in sent if p in queued)
+    in_suppression = sorted((added[p] - sent[p]) * 1000 for p in sent if p in added)
+    topic = sorted((queued[p] - added[p]) * 1000 for p in sent if p in queued)
+    sending = sorted((first[p] - queued[p]) * 1000 for p in sent if p in queued and p in first)
     return {
         "events": len(sent),
         "rate_per_s": rate,
         "received": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1)
-        if latencies
-        else None,
+        "p50_ms": _pct(latencies, 0.5),
+        "p99_ms": _pct(latencies, 0.99),
         "max_ms": round(latencies[-1], 1) if latencies else None,
+        "upstream_p50_ms": _pct(upstream, 0.5),
+        "upstream_p99_ms": _pct(upstream, 0.99),
+        "publish_to_entry_added_p50_ms": _pct(in_suppression, 0.5),
+        "publish_to_entry_added_p99_ms": _pct(in_suppression, 0.99),
+        "entry_added_to_queued_p50_ms": _pct(topic, 0.5),
+        "entry_added_to_queued_p99_ms": _pct(topic, 0.99),
+        "queued_to_received_p50_ms": _pct(sending, 0.5),
+        "queued_to_received_p99_ms": _pct(sending, 0.99),
     }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    """values sorted; the q-quantile (nearest rank below), or None when empty."""
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(len(values) * q))], 1)
 
 
 async def run(n: int, rate: float, e2e_seconds: float = 10.0) -> dict[str, Any]:
@@ -248,8 +306,11 @@ async def run(n: int, rate: float, e2e_seconds: float = 10.0) -> dict[str, Any]:
             secret=SECRET,
             OUTBOUND_TM_URL_TEMPLATE=f"http://127.0.0.1:{fake_port}/outbound{{system}}",
             DELIVERY_TIMEOUT_S="60",
-            DELIVERY_POLL_S="0.1",
-            DELIVERY_CONCURRENCY_PER_TARGET=os.environ.get("BENCH_DELIVERY_CONCURRENCY", "4"),
+            **(
+                {"DELIVERY_CONCURRENCY_PER_TARGET": os.environ["BENCH_DELIVERY_CONCURRENCY"]}
+                if os.environ.get("BENCH_DELIVERY_CONCURRENCY")
+                else {}
+            ),
         )
         svc = ServiceProcess("outbound-sync", env, REPO / ".local" / "bench-logs")
         await svc.start(timeout=120)
@@ -273,7 +334,7 @@ async def run(n: int, rate: float, e2e_seconds: float = 10.0) -> dict[str, Any]:
                     ),
                     "isolation": await isolation(svc, fake, producer, db, max(10, n // 10), rate),
                     "end_to_end_lead_stopped_to_tm": await end_to_end(
-                        suppression, svc, fake, producer, rate=200.0, seconds=e2e_seconds
+                        suppression, svc, fake, producer, db, rate=200.0, seconds=e2e_seconds
                     ),
                 }
                 base = results["baseline_one_target"]["healthy_p99_ms"]

@@ -87,6 +87,13 @@ def test_idempotency_key_is_stable_per_target_and_entry() -> None:
     assert idempotency_key(target, "e-1") != idempotency_key(uuid.uuid4(), "e-1")
 
 
+def test_idempotency_key_is_the_uuid5_already_sent_keys_used() -> None:
+    namespace = uuid.UUID("6f1d5b0e-6a53-4c44-9b0d-3f3f0b6c7a21")
+    for entry_id in ("e-1", str(uuid.uuid4()), "æøå-ünïcode", ""):
+        target = uuid.uuid4()
+        assert idempotency_key(target, entry_id) == str(uuid.uuid5(namespace, f"{target}:{entry_id}"))
+
+
 def test_retry_classification() -> None:
     assert classify(201, None).status == "delivered"
     assert classify(503, None).status == "retry"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import socket
@@ -284,9 +285,10 @@ class DeliveryWorker:
                 )
         elapsed = time.perf_counter() - started
         response_log["elapsed_ms"] = round(elapsed * 1000, 1)
-        LATENCY.labels(label).observe(elapsed)
+        latency, delivered, _ = _series(label)
+        latency.observe(elapsed)
         if outcome.status == "delivered":
-            DELIVERED.labels(label).inc()
+            delivered.inc()
             return _result(row, "delivered", None, request_log, response_log, transient=False)
         if outcome.status == "failed":
             FAILED.labels(label, "failed").inc()
@@ -325,6 +327,7 @@ class Lane:
         self._released: list[uuid.UUID] = []
         self._target: Any = None
         self._target_at = 0.0
+        self._more = False
 
     def kick(self) -> None:
         """New rows may be due, or a slot is free: the claimer looks again."""
@@ -396,6 +399,7 @@ class Lane:
                 for row in rows:
                     self._queue.put_nowait((self._target, row))
                 got = len(rows)
+                self._more = got == want  # a full claim: more may be due, top up as the queue drains
             now = time.monotonic()
             if got or held or self._outcomes:
                 idle_since = now
@@ -421,10 +425,13 @@ class Lane:
             finally:
                 self._busy -= 1
             self.breaker.record(result["status"] == "delivered", result["transient"])
-            BREAKER_OPEN.labels(self._label).set(0 if self.breaker.opened_at is None else 1)
+            _series(self._label)[2].set(0 if self.breaker.opened_at is None else 1)
             self._outcomes.append(result)
             self._outcome_ready.set()
-            self._kick.set()
+            if not self.breaker.allows() or (
+                self._more and self._queue.qsize() <= self.worker.batch_size // 2
+            ):
+                self._kick.set()  # the claimer tops up (or stops); otherwise new rows come with a wake
 
     async def _recorder(self) -> None:
         while True:
@@ -453,7 +460,14 @@ class Lane:
         except BaseException:
             self._outcomes[:0] = outcomes
             raise
-        self._kick.set()  # a recorded row may unblock the next entry of the same identifier
+        if self._more:
+            self._kick.set()  # a recorded row may unblock the next entry of its identifier (else: next wake/poll)
+
+
+@functools.lru_cache(maxsize=4096)
+def _series(label: str) -> tuple[Any, Any, Any]:
+    """A target's latency, delivered and breaker series (labels() costs a lock and a dict walk per call)."""
+    return LATENCY.labels(label), DELIVERED.labels(label), BREAKER_OPEN.labels(label)
 
 
 def _result(

