@@ -20,7 +20,6 @@ from dialguard.lead_action import exports
 from dialguard.lead_action import repository as repo
 from dialguard.lead_action.config import Settings
 from dialguard.lead_action.domain import (
-    LEADS_MOVED_CHUNK,
     MANUAL,
     Criteria,
     Move,
@@ -305,14 +304,13 @@ async def _move(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) -> A
             list_id = created["id"]
         ignore = move.duplicate_action == "IGNORE"
         if move.mode == "move":
-            parts = await repo.move_leads(
+            by_source = await repo.move_leads(
                 conn,
                 account_id=req.account_id,
                 criteria=req.criteria,
                 to_campaign=move.campaign_id,
                 to_list=list_id,
                 ignore_duplicates=ignore,
-                chunk=LEADS_MOVED_CHUNK,
             )
         else:
             rows = await repo.copy_leads(
@@ -324,10 +322,11 @@ async def _move(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) -> A
                 ignore_duplicates=ignore,
                 transition_source=move.mode == "transition",
             )
-            by_source: dict[int, list[int]] = defaultdict(list)
+            copied: dict[int, list[int]] = defaultdict(list)
             for r in rows:
-                by_source[r["from_campaign"]].append(r["id"])
-            parts = {c: [[str(i) for i in p] for p in chunks(sorted(ids))] for c, ids in by_source.items()}
+                copied[r["from_campaign"]].append(r["id"])
+            by_source = {c: sorted(ids) for c, ids in copied.items()}
+        parts = {c: [list(map(str, p)) for p in chunks(ids)] for c, ids in by_source.items()}
         moved_events = _moved_events(svc, req, action_id, move, list_id, parts)
         per_campaign = {c: sum(len(p) for p in ps) for c, ps in parts.items()}
         affected = await _finish(svc, conn, req, action_id, per_campaign, moved_events)
