@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: deps run test lint typecheck unit chaos bench token migrate up down schemas demo clean
+.PHONY: deps run test lint typecheck unit chaos soak bench token migrate up down schemas demo clean
 
 $(UV):
 	@mkdir -p .local
@@ -37,6 +37,9 @@ lint: deps ## ruff (lint + format check) and mypy --strict
 
 test: lint ## every test (unit + integration + e2e) on a real broker, Postgres and Redis
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+soak: deps ## all services under a steady mixed load; memory and lag to bench/results/soak.png (SOAK_MINUTES=30)
+	$(BIN)/python bench/soak.py
 
 chaos: deps ## the fault suite (long form); make test runs its short form
 	CHAOS_LONG=1 $(BIN)/pytest -q tests/chaos $(PYTEST_ARGS)
