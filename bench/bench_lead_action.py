@@ -154,6 +154,31 @@ async def search_latencies(api: Api, campaign_id: int, samples: int) -> dict[str
     }
 
 
+async def update_counts(dsn: str) -> tuple[int, int]:
+    """(row updates, HOT ones) of lead_action.leads so far, from the statistics collector."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+               WHERE schemaname = 'lead_action' AND relname = 'leads'"""
+        )
+    finally:
+        await conn.close()
+    return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
+
+
+async def hot_share(
+    dsn: str, before: tuple[int, int], into: dict[str, float], action: str
+) -> tuple[int, int]:
+    """Share of an action's row updates that were HOT (wrote no index entry): the machine-independent
+    half of the figure. Backends report their counts within a second of going idle, hence the wait."""
+    await asyncio.sleep(1.5)
+    after = await update_counts(dsn)
+    updated = after[0] - before[0]
+    into[action] = round((after[1] - before[1]) / updated, 3) if updated else 0.0
+    return after
+
+
 def suppression_changed(account: str, i: int) -> tuple[bytes, bytes, uuid.UUID]:
     """(key, value, event_id) of one stoplist entry added for lead i's phone, on every channel."""
     event_id = uuid.uuid4()
@@ -268,13 +293,18 @@ async def measure(
         load_s = await load(dsn, account=account, campaign_id=src_id, list_id=int(lst["id"]), n=n)
         search = await search_latencies(api, src_id, searches)
         crit = {"campaignId": src_id}
+        hot: dict[str, float] = {}
+        updates = await update_counts(dsn)
         suppress_s = await api.action("SUPPRESS_LEADS", crit)
+        updates = await hot_share(dsn, updates, hot, "SUPPRESS_LEADS")
         reset_s = await api.action("RESET_LEADS", crit)
+        updates = await hot_share(dsn, updates, hot, "RESET_LEADS")
         move_s = await api.action(
             "MOVE_TO_CAMPAIGN",
             crit,
             {"CAMPAIGN_ID": dst["id"], "LIST_ID": "0", "LIST_NAME": "moved", "CREATE_COPY_SETTING": "false"},
         )
+        await hot_share(dsn, updates, hot, "MOVE_TO_CAMPAIGN")
     k = min(events, n)
     if kafka and k > 0:
         changes: dict[str, Any] = await suppression_events(dsn, kafka, account=account, events=k)
@@ -287,6 +317,7 @@ async def measure(
         "suppress_leads_s": round(suppress_s, 3),
         "reset_leads_s": round(reset_s, 3),
         "move_to_campaign_s": round(move_s, 3),
+        "hot_update_share": hot,
         "suppression_changed": changes,
     }
 
