@@ -10,7 +10,7 @@ Against a running service (its database DSN, its URL and its JWT secret):
 
 Without --dsn it brings up its own local stack and lead-action process (as the other benches do).
 Loading is setup, not measured: leads are COPYed straight into `lead_action.leads` of a campaign
-created over the API. Searches use a fresh token each (the per-token limit is 15 per 10 s).
+created over the API, then the table is vacuumed and analyzed. Searches use a fresh token each (the per-token limit is 15 per 10 s).
 
 The event measurement publishes --events SuppressionChanged (op added, suppressed true, channel null,
 one entry per lead phone) as fast as the producer takes them and stops the clock when the service's
@@ -126,7 +126,9 @@ async def load(dsn: str, *, account: str, campaign_id: int, list_id: int, n: int
             ],
             records=records,
         )
-        await conn.execute("ANALYZE lead_action.leads")
+        # Setup too: a campaign of a million leads is not being bulk-loaded while it is searched, so the
+        # insert-triggered autovacuum of the fresh table runs here rather than during the timed part.
+        await conn.execute("VACUUM (ANALYZE) lead_action.leads")
     finally:
         await conn.close()
     return time.perf_counter() - started
