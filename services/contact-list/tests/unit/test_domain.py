@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -12,12 +13,15 @@ from dialguard.contact_list.domain import (
     RowError,
     after_call,
     check_header,
+    fast_email,
     next_run,
     normalize_timezone,
     parse_row,
     plan_columns,
     same_columns,
 )
+from dialguard.identifiers import InvalidIdentifier
+from dialguard.identifiers.normalize import normalize_email
 
 TELEPHONY = ListSpec("telephony", "voice", None, None)
 
@@ -176,3 +180,36 @@ def test_a_later_column_named_for_the_unit_is_the_primary_one() -> None:
     # A telephony file with the name first; without any phone-named column the first column is the phone.
     assert plan_columns(["name", "phone"], TELEPHONY).units[0].index == 1
     assert plan_columns(["customer", "notes"], TELEPHONY).units[0].index == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "A.B@Example.COM",
+        " x@example.com ",
+        "a+b@sub.example.co.uk",
+        "a@münchen.de",
+        "ä@example.com",
+        "a..b@example.com",
+        ".a@example.com",
+        "a@localhost",
+        "a@-b.com",
+        "a@example.invalid",
+        '"q"@example.com',
+        "a@[1.2.3.4]",
+        "@example.com",
+        "a@",
+        "Bob <a@b.com>",
+        "a@exa_mple.com",
+        "x" * 65 + "@example.com",
+        "x" * 64 + "@" + ".".join(["d" * 60] * 4) + ".com",
+    ],
+)
+def test_fast_email_answers_as_the_full_validator(raw: str) -> None:
+    def outcome(fn: Callable[[str], str]) -> str:
+        try:
+            return fn(raw)
+        except InvalidIdentifier as exc:
+            return f"error: {exc.reason}"
+
+    assert outcome(fast_email) == outcome(normalize_email)
