@@ -19,7 +19,7 @@ import structlog
 
 from dialguard.contact_list import repository as repo
 from dialguard.contact_list.domain import ColumnPlan, ParsedRow, RowError, parse_row, same_columns
-from dialguard.contact_list.outgoing import publish_contacts_imported, publish_import_completed
+from dialguard.contact_list.outgoing import enqueue_staged_contacts_imported, publish_import_completed
 from dialguard.events.envelope import format_time
 from dialguard.files.tabular import Row, Table
 from dialguard.identifiers.normalize import PhoneFormat
@@ -255,61 +255,20 @@ async def _apply(rt: ServiceRuntime, conn: asyncpg.Connection, *, imp: Any, list
         import_id,
         list_id,
     )
-    # Contacts without a unique id column are numbered in order, continuing the list's sequence.
-    numbered = await conn.fetchval(
-        """WITH s AS (SELECT row_number, row_number() OVER (ORDER BY row_number) AS n FROM import_rows
-                      WHERE import_id = $1 AND external_id IS NULL),
-                u AS (UPDATE import_rows r SET external_id = ($2::bigint + s.n)::text FROM s
-                      WHERE r.import_id = $1 AND r.row_number = s.row_number RETURNING 1)
-           SELECT count(*) FROM u""",
+    counted = await conn.fetchrow(
+        """SELECT count(*) AS imported, count(*) FILTER (WHERE external_id IS NULL) AS numbered
+           FROM import_rows WHERE import_id = $1""",
         import_id,
-        list_row["next_seq"],
     )
+    imported, numbered = counted["imported"], counted["numbered"]
     if numbered:
         await conn.execute(
             "UPDATE contact_lists SET next_seq = next_seq + $2 WHERE id = $1", list_id, numbered
         )
-    imported = await conn.fetchval("SELECT count(*) FROM import_rows WHERE import_id = $1", import_id)
-    # A contact found again by its unique id is updated: the file's last row for it wins.
-    contacts = await conn.fetch(
-        """INSERT INTO contacts (id, account_id, list_id, external_id, name, fields, timezone, import_id)
-           SELECT gen_random_uuid(), $3, $2, r.external_id, r.name, r.fields, r.timezone, $1
-           FROM (SELECT DISTINCT ON (external_id) * FROM import_rows WHERE import_id = $1
-                 ORDER BY external_id, row_number DESC) r
-           ORDER BY r.row_number
-           ON CONFLICT (list_id, external_id) DO UPDATE
-             SET name = coalesce(EXCLUDED.name, contacts.name), fields = contacts.fields || EXCLUDED.fields,
-                 timezone = coalesce(EXCLUDED.timezone, contacts.timezone), import_id = EXCLUDED.import_id,
-                 updated_at = now()
-           RETURNING id""",
-        import_id,
-        list_id,
-        account_id,
-    )
-    contact_ids = [r["id"] for r in contacts]
-    await conn.execute("DELETE FROM units WHERE contact_id = ANY($1::uuid[])", contact_ids)
-    await conn.execute(
-        f"""INSERT INTO units (contact_id, position, account_id, type, value, channel, priority, callable)
-            SELECT x.contact_id, x.position, x.account_id, x.type, x.value, x.channel, x.priority,
-                   {repo.UNIT_CALLABLE.format(u="x")}
-            FROM (SELECT c.id AS contact_id, e.ord::int AS position, c.account_id, e.type, e.value, e.channel, e.priority
-                  FROM (SELECT DISTINCT ON (external_id) external_id, units FROM import_rows WHERE import_id = $1
-                        ORDER BY external_id, row_number DESC) r
-                  JOIN contacts c ON c.list_id = $2 AND c.external_id = r.external_id
-                  CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(r.units)
-                       AS (type text, value text, channel text, priority int)) WITH ORDINALITY
-                       AS e(type, value, channel, priority, ord)) x""",
-        import_id,
-        list_id,
-    )
-    await conn.execute(
-        """UPDATE contacts c SET has_callable = coalesce(
-               (SELECT bool_or(u.callable) FROM units u WHERE u.contact_id = c.id), false)
-           WHERE c.id = ANY($1::uuid[])""",
-        contact_ids,
-    )
-    await publish_contacts_imported(
-        rt, conn, account_id=account_id, list_row=list_row, import_id=import_id, contact_ids=contact_ids
+    await repo.stage_commit(conn, import_id=import_id, list_id=list_id, next_seq=list_row["next_seq"])
+    await repo.apply_staged_contacts(conn, import_id=import_id, list_id=list_id, account_id=account_id)
+    await enqueue_staged_contacts_imported(
+        rt, conn, account_id=account_id, list_row=list_row, import_id=import_id
     )
     await conn.execute("DELETE FROM import_rows WHERE import_id = $1", import_id)
     done = await conn.fetchrow(

@@ -210,6 +210,75 @@ async def field_names(conn: asyncpg.Connection, *, list_id: uuid.UUID) -> list[s
     return [r["k"] for r in rows]
 
 
+# --- import commit -----------------------------------------------------------------------------------
+
+
+async def stage_commit(
+    conn: asyncpg.Connection, *, import_id: uuid.UUID, list_id: uuid.UUID, next_seq: int
+) -> None:
+    """The import's contacts as they will be written, in two transaction-local tables: one row per external
+    id (the file's last row for it wins; rows without one are numbered on from the list's sequence), its
+    id (the existing contact's when the list has it) and its units with `callable` from the projection."""
+    await conn.execute(
+        """CREATE TEMP TABLE commit_contacts ON COMMIT DROP AS
+           WITH r AS (
+               SELECT coalesce(external_id, ($2::bigint + row_number() OVER (
+                          PARTITION BY external_id IS NULL ORDER BY row_number))::text) AS external_id,
+                      row_number, name, fields, timezone, units
+               FROM import_rows WHERE import_id = $1),
+           w AS (SELECT DISTINCT ON (external_id) * FROM r ORDER BY external_id, row_number DESC)
+           SELECT coalesce(c.id, gen_random_uuid()) AS id, c.id IS NOT NULL AS existed, w.*
+           FROM w LEFT JOIN contacts c ON c.list_id = $3 AND c.external_id = w.external_id""",
+        import_id,
+        next_seq,
+        list_id,
+    )
+    await conn.execute(
+        f"""CREATE TEMP TABLE commit_units ON COMMIT DROP AS
+            SELECT x.contact_id, x.position, x.account_id, x.type, x.value, x.channel, x.priority,
+                   {UNIT_CALLABLE.format(u="x")} AS callable
+            FROM (SELECT w.id AS contact_id, e.ord::int AS position, l.account_id, e.type, e.value, e.channel,
+                         e.priority
+                  FROM commit_contacts w JOIN contact_lists l ON l.id = $1
+                  CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(w.units)
+                       AS (type text, value text, channel text, priority int)) WITH ORDINALITY
+                       AS e(type, value, channel, priority, ord)) x""",
+        list_id,
+    )
+    await conn.execute("ANALYZE commit_contacts")
+    await conn.execute("ANALYZE commit_units")
+
+
+async def apply_staged_contacts(
+    conn: asyncpg.Connection, *, import_id: uuid.UUID, list_id: uuid.UUID, account_id: str
+) -> None:
+    """Contacts (in file order, has_callable from their units) and units from the staged tables, set-based:
+    a contact found again by its unique id is updated and its units replaced."""
+    await conn.execute(
+        """DELETE FROM units u USING commit_contacts w WHERE w.existed AND u.contact_id = w.id"""
+    )
+    await conn.execute(
+        """INSERT INTO contacts (id, account_id, list_id, external_id, name, fields, timezone, import_id,
+                                 has_callable)
+           SELECT w.id, $3, $2, w.external_id, w.name, w.fields, w.timezone, $1, coalesce(k.any_callable, false)
+           FROM commit_contacts w
+           LEFT JOIN (SELECT contact_id, bool_or(callable) AS any_callable FROM commit_units GROUP BY 1) k
+             ON k.contact_id = w.id
+           ORDER BY w.row_number
+           ON CONFLICT (list_id, external_id) DO UPDATE
+             SET name = coalesce(EXCLUDED.name, contacts.name), fields = contacts.fields || EXCLUDED.fields,
+                 timezone = coalesce(EXCLUDED.timezone, contacts.timezone), import_id = EXCLUDED.import_id,
+                 has_callable = EXCLUDED.has_callable, updated_at = now()""",
+        import_id,
+        list_id,
+        account_id,
+    )
+    await conn.execute(
+        """INSERT INTO units (contact_id, position, account_id, type, value, channel, priority, callable)
+           SELECT contact_id, position, account_id, type, value, channel, priority, callable FROM commit_units"""
+    )
+
+
 # --- suppression projection -------------------------------------------------------------------------
 
 
