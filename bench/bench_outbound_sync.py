@@ -99,8 +99,22 @@ async def _wait_delivered(db: asyncpg.Connection, target_id: str, n: int, timeou
     raise TimeoutError(f"only {got}/{n} delivered in {timeout}s")
 
 
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc), 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def throughput(
-    svc: ServiceProcess, fake: httpx.AsyncClient, producer: AIOKafkaProducer, db: asyncpg.Connection, n: int
+    svc: ServiceProcess,
+    fake: httpx.AsyncClient,
+    producer: AIOKafkaProducer,
+    db: asyncpg.Connection,
+    n: int,
+    fake_pid: int | None = None,
 ) -> dict[str, Any]:
     """Deliveries/s to one TM target, two ways. Drain: n entries queued while the target is paused, then
     resumed; n / (resume -> the last one delivered) is the sender's rate. Burst: n entries published at once
@@ -113,10 +127,14 @@ async def throughput(
             await _send(producer, _change(account, drain_stoplist, f"4510{i:08d}"))
         await producer.flush()
         await _wait_queued(db, paused, n, timeout=max(60.0, n / 50))
+        svc_pid = svc.proc.pid if svc.proc else None
+        cpu_before = _cpu_s(svc_pid), _cpu_s(fake_pid)
         resumed = time.perf_counter()
         r = await c.patch(f"/v1/targets/{paused}", json={"active": True}, headers=auth(account))
         r.raise_for_status()
         drained = await _wait_delivered(db, paused, n, timeout=max(60.0, n / 20))
+        cpu_used = _cpu_s(svc_pid) - cpu_before[0], _cpu_s(fake_pid) - cpu_before[1]
+        load = os.getloadavg()[0]
         drain_stats = (
             await fake.get("/_stats", params={"path_prefix": "/outbound01/projects/drain/"})
         ).json()
@@ -132,6 +150,9 @@ async def throughput(
         "deliveries": n,
         "deliveries_per_s": round(n / (drained - resumed), 1),
         "drain_seconds": round(drained - resumed, 3),
+        "service_cpu_us_per_delivery": round(cpu_used[0] / n * 1e6, 1),
+        "fake_cpu_us_per_request": round(cpu_used[1] / n * 1e6, 1),
+        "load_average_1m": round(load, 2),
         "requests_at_target": drain_stats["count"],
         "tcp_connections_used": drain_stats["connections"],
         "burst_deliveries_per_s": round(n / (done - started), 1),
@@ -328,7 +349,7 @@ async def run(n: int, rate: float, e2e_seconds: float = 10.0) -> dict[str, Any]:
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fake_port}", timeout=30) as fake:
                 results = {
-                    "throughput": await throughput(svc, fake, producer, db, n),
+                    "throughput": await throughput(svc, fake, producer, db, n, fake_proc.pid),
                     "baseline_one_target": await isolation(
                         svc, fake, producer, db, max(10, n // 10), rate, hanging=False
                     ),
@@ -337,6 +358,7 @@ async def run(n: int, rate: float, e2e_seconds: float = 10.0) -> dict[str, Any]:
                         suppression, svc, fake, producer, db, rate=200.0, seconds=e2e_seconds
                     ),
                 }
+                results["machine"] = {"cpus": os.cpu_count(), "load_average_1m_at_end": os.getloadavg()[0]}
                 base = results["baseline_one_target"]["healthy_p99_ms"]
                 results["isolation"]["p99_vs_baseline"] = round(
                     results["isolation"]["healthy_p99_ms"] / base, 2
