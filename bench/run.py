@@ -301,6 +301,8 @@ async def main() -> None:
                     lead_action.base_url,
                     "--secret",
                     SECRET,
+                    "--kafka",
+                    stack.kafka_bootstrap,
                     "--n",
                     os.environ.get("BENCH_LEADS", str(N)),
                 ],
