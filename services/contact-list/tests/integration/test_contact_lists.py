@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import openpyxl
 
@@ -378,3 +379,34 @@ async def test_lists_page_with_a_cursor(shared_service: ServiceProcess) -> None:
         bad = await c.get("/v1/contact-lists?cursor=!!", headers=auth(account))
         assert (bad.status_code, bad.json()["error"]["details"][0]["field"]) == (422, "cursor")
         assert (await c.get("/v1/contact-lists?limit=5000", headers=auth(account))).status_code == 422
+
+
+async def test_deleting_a_list_removes_its_contacts_units_and_fingerprints(
+    shared_service: ServiceProcess,
+) -> None:
+    svc = shared_service
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        cl = await create_list(c)
+        r = await upload(c, cl["id"], b"phone,email\n12672345001,a@example.com\n12672345002,\n")
+        assert r.status_code == 202, r.text
+        pending = await wait_status(c, r.json()["import_id"], "validated")
+        assert (await c.post(f"/v1/imports/{pending['id']}/commit", headers=auth())).status_code == 202
+        await wait_status(c, pending["id"], "completed")
+        assert (
+            await c.delete(f"/v1/contact-lists/{cl['id']}?confirm=true", headers=auth())
+        ).status_code == 204
+    conn = await asyncpg.connect(svc.env["DATABASE_URL"])
+    try:
+        list_id = uuid.UUID(cl["id"])
+        left = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM contact_list.contacts WHERE list_id = $1) AS contacts,
+                      (SELECT count(*) FROM contact_list.units u WHERE NOT EXISTS (
+                           SELECT 1 FROM contact_list.contacts c WHERE c.id = u.contact_id)) AS orphan_units,
+                      (SELECT count(*) FROM contact_list.list_rows WHERE list_id = $1) AS fingerprints,
+                      (SELECT count(*) FROM contact_list.import_rows r WHERE NOT EXISTS (
+                           SELECT 1 FROM contact_list.imports i WHERE i.id = r.import_id)) AS orphan_rows""",
+            list_id,
+        )
+    finally:
+        await conn.close()
+    assert dict(left) == {"contacts": 0, "orphan_units": 0, "fingerprints": 0, "orphan_rows": 0}

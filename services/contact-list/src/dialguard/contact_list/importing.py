@@ -213,6 +213,9 @@ async def commit_import(
     """Background: every valid row in one transaction, set-based; then `completed` with events."""
     try:
         async with rt.pool.acquire() as conn, conn.transaction():
+            # A few large set-based statements: JIT compiling them costs seconds and earns nothing, and
+            # sorts and aggregates over a million rows must not spill to disk.
+            await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '256MB'")
             imp = await conn.fetchrow(
                 "SELECT * FROM imports WHERE id = $1 AND account_id = $2", import_id, account_id
             )
