@@ -86,29 +86,29 @@ async def enqueue_staged_contacts_imported(
     correlation_id: str | None = None,
 ) -> None:
     """One ContactImported per contact of the import being committed (repository.stage_commit's tables), in
-    file order, written to the outbox by one INSERT ... SELECT: the envelope is built by Postgres, so a
-    million contacts cost no Python object each. The same envelope and key as publish_contacts_imported."""
+    file order, written to the outbox by one INSERT ... SELECT: the envelope is built by Postgres (json, not
+    jsonb: text is what goes out), so a million contacts cost no Python object each. The same envelope and key as publish_contacts_imported."""
     campaign = campaign_link(list_row)
     await conn.execute(
         """INSERT INTO outbox (topic, key, value, event_id, event_type, correlation_id)
            SELECT $1, convert_to($2 || ':' || e.id, 'UTF8'),
-                  convert_to(jsonb_build_object(
+                  convert_to(json_build_object(
                       'event_id', e.event_id, 'event_type', 'ContactImported', 'schema_version', 1,
                       'occurred_at', $3::text, 'account_id', $2::text, 'correlation_id', $4::text,
                       'producer', $5::text,
-                      'payload', jsonb_build_object(
-                          'contact_list_id', $6::text, 'import_id', $7::text, 'campaign', $8::jsonb,
-                          'contact', jsonb_build_object(
+                      'payload', json_build_object(
+                          'contact_list_id', $6::text, 'import_id', $7::text, 'campaign', $8::json,
+                          'contact', json_build_object(
                               'contact_id', e.id, 'external_id', e.external_id, 'name', e.name,
                               'fields', e.fields, 'timezone', e.timezone, 'units', e.units)))::text, 'UTF8'),
                   e.event_id, 'ContactImported', $4
            FROM (SELECT w.row_number, w.id, gen_random_uuid() AS event_id, w.external_id,
                         coalesce(c.name, w.name) AS name, coalesce(c.fields, w.fields) AS fields,
-                        coalesce(c.timezone, w.timezone) AS timezone, coalesce(k.units, '[]') AS units
+                        coalesce(c.timezone, w.timezone) AS timezone, coalesce(k.units, '[]'::json) AS units
                  FROM commit_contacts w
                  LEFT JOIN LATERAL (SELECT c.name, c.fields, c.timezone FROM contacts c
                                     WHERE w.existed AND c.id = w.id) c ON true
-                 LEFT JOIN (SELECT contact_id, jsonb_agg(jsonb_build_object(
+                 LEFT JOIN (SELECT contact_id, json_agg(json_build_object(
                                 'type', type, 'value', value, 'channel', channel, 'priority', priority,
                                 'callable', callable) ORDER BY position) AS units
                             FROM commit_units GROUP BY 1) k ON k.contact_id = w.id) e
