@@ -130,6 +130,7 @@ class DeliveryWorker:
     settings: Settings
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     _lanes: dict[uuid.UUID, Lane] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _clients: dict[uuid.UUID, tuple[HttpClient, float]] = field(default_factory=dict)
     _breakers: dict[uuid.UUID, Breaker] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -184,7 +185,7 @@ class DeliveryWorker:
 
     async def close(self) -> None:
         """Stop lanes (outcomes already known are still written), hand back unfinished leases, close clients."""
-        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        tasks = list(self._tasks)  # lanes still claiming and lanes that stopped claiming but still send
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -211,6 +212,8 @@ class DeliveryWorker:
             if row["id"] not in self._lanes and self._breaker(row["id"]).allows():
                 lane = self._lanes[row["id"]] = Lane(self, row["id"])
                 lane.task = asyncio.create_task(lane.run())
+                self._tasks.add(lane.task)
+                lane.task.add_done_callback(self._tasks.discard)
         await self._close_idle_clients()
 
     def _lane_ended(self, lane: Lane) -> None:
