@@ -387,6 +387,12 @@ async def test_a_burst_of_opt_outs_applies_in_order_with_each_events_correlation
     finally:
         await producer.stop()
 
+    removed = {
+        c["payload"]["entry"]["identifier"]["value"]: c["correlation_id"]
+        for c in changes
+        if c["payload"]["op"] == "removed"
+    }
+    assert removed == {phones[0]: "u0", phones[1]: "u1"}  # each removal names the unstop that caused it
     added = [c for c in changes if c["payload"]["op"] == "added"]
     assert {c["correlation_id"] for c in added} == {f"corr-{p}" for p in phones} | {"again"}
     for c in added:  # each entry's event names the opt-out that asked for it

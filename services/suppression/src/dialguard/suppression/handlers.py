@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,8 +139,12 @@ async def remove_entries(
     actor: str | None,
     reason: str | None = None,
     correlation_id: str | None = None,
+    correlation_by_value: Mapping[str, str | None] | None = None,
 ) -> list[asyncpg.Record]:
-    """Delete matching entries inside the caller's transaction; each leaves with an event saying what remains."""
+    """Delete matching entries inside the caller's transaction; each leaves with an event saying what remains.
+
+    correlation_by_value gives each removed entry's event the id of the request that named its value
+    (a batch of unstops); otherwise all carry correlation_id."""
     keys = await repo.identifiers_of(conn, account_id=account_id, where=where, args=args)
     if not keys:
         return []
@@ -157,8 +161,11 @@ async def remove_entries(
         any(covers_channel(r["channel"], other) for other in rem)
         for r, rem in zip(rows, remaining, strict=True)
     ]
+    correlation: str | list[str | None] | None = correlation_id
+    if correlation_by_value is not None:
+        correlation = [correlation_by_value.get(r["value"], correlation_id) for r in rows]
     await svc.runtime.publish(
-        conn, changed_events(svc.runtime, account_id, rows, op, suppressed, correlation_id, remaining)
+        conn, changed_events(svc.runtime, account_id, rows, op, suppressed, correlation, remaining)
     )
     return rows
 

@@ -21,36 +21,53 @@ log = structlog.get_logger(__name__)
 def lead_stop_handler(svc: Suppression, *, default_region: str) -> object:
     """Build the batch handler; raises on invalid input so the consumer retries and then dead-letters it.
 
-    Consecutive LeadStopped events are applied together (one lock, insert, cache round trip and
-    outbox write per stoplist and source instead of per event): at hundreds of opt-outs a second
-    the per-event round trips, not the work, set the pace. An unstop ends the run, so the events of
-    one identifier still apply in their order.
+    A batch's opt-outs and unstops are applied in rounds: an event goes into the round after the
+    last one holding an event for the same identifier, so each identifier's events keep their
+    order while events of different identifiers (which commute) are applied together: one lock,
+    insert or delete, cache round trip and outbox write per stoplist and source instead of per
+    event. At hundreds of events a second the per-event round trips, not the work, set the pace.
     """
 
     async def handle(batch: Batch) -> None:
-        stops: list[_Stop] = []
+        rounds: list[tuple[list[_Stop], list[_Unstop]]] = []
+        last: dict[tuple[str, str, str], int] = {}
         for event in batch.events:
             env = event.envelope
+            item: _Stop | _Unstop
             if env.event_type == "LeadStopped":
-                p = LeadStopped.model_validate(env.payload)
-                stops.append(_Stop(env.account_id, p, env.correlation_id, _entries(p, default_region)))
-                continue
+                stop = LeadStopped.model_validate(env.payload)
+                item = _Stop(env.account_id, stop, env.correlation_id, _entries(stop, default_region))
+                keys = [(env.account_id, e.id_type, e.value) for e in item.entries]
+            else:
+                unstop = LeadUnstopped.model_validate(env.payload)
+                region = unstop.region or default_region
+                readings = identifier_readings(unstop.identifier.type, unstop.identifier.value, region=region)
+                item = _Unstop(
+                    env.account_id, unstop, env.correlation_id, [(r.type, r.value) for r in readings]
+                )
+                keys = [(env.account_id, t, v) for t, v in item.readings]
+            at = max((last.get(k, -1) for k in keys), default=-1) + 1
+            for k in keys:
+                last[k] = at
+            if at == len(rounds):
+                rounds.append(([], []))
+            if isinstance(item, _Stop):
+                rounds[at][0].append(item)
+            else:
+                rounds[at][1].append(item)
+        for stops, unstops in rounds:
             await _stop_all(svc, batch, stops)
-            stops = []
-            structlog.contextvars.bind_contextvars(
-                event_id=str(env.event_id), correlation_id=env.correlation_id
-            )
-            await _unstop(
-                svc,
-                batch,
-                env.account_id,
-                LeadUnstopped.model_validate(env.payload),
-                env.correlation_id,
-                default_region,
-            )
-        await _stop_all(svc, batch, stops)
+            await _unstop_all(svc, batch, unstops)
 
     return handle
+
+
+@dataclass(frozen=True, slots=True)
+class _Unstop:
+    account_id: str
+    payload: LeadUnstopped
+    correlation_id: str | None
+    readings: list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,21 +125,24 @@ async def _stop_all(svc: Suppression, batch: Batch, stops: list[_Stop]) -> None:
         )
 
 
-async def _unstop(
-    svc: Suppression, batch: Batch, account_id: str, p: LeadUnstopped, correlation_id: str | None, region: str
-) -> None:
-    readings = identifier_readings(p.identifier.type, p.identifier.value, region=p.region or region)
-    stoplist: uuid.UUID | None = None
-    if p.stoplist_id:
-        stoplist = uuid.UUID(p.stoplist_id)
-    await remove_entries(
-        svc,
-        batch.conn,
-        account_id=account_id,
-        where=repo.BY_IDENTIFIER,
-        args=[readings[0].type, [r.value for r in readings], p.channel, stoplist],
-        op="removed",
-        actor="event:LeadUnstopped",
-        reason=p.reason,
-        correlation_id=correlation_id,
-    )
+async def _unstop_all(svc: Suppression, batch: Batch, unstops: list[_Unstop]) -> None:
+    """Remove what a round of unstops names, one delete per account, identifier type, channel, stoplist
+    and reason; each SuppressionChanged keeps the correlation id of the unstop that caused it."""
+    groups: dict[tuple[str, str, str | None, str | None, str | None], dict[str, str | None]] = {}
+    for u in unstops:
+        p = u.payload
+        values = groups.setdefault((u.account_id, u.readings[0][0], p.channel, p.stoplist_id, p.reason), {})
+        for _, value in u.readings:
+            values.setdefault(value, u.correlation_id)
+    for (account_id, id_type, channel, stoplist_id, reason), values in groups.items():
+        await remove_entries(
+            svc,
+            batch.conn,
+            account_id=account_id,
+            where=repo.BY_IDENTIFIER,
+            args=[id_type, list(values), channel, uuid.UUID(stoplist_id) if stoplist_id else None],
+            op="removed",
+            actor="event:LeadUnstopped",
+            reason=reason,
+            correlation_by_value=values,
+        )
