@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
+from publish import publish_batches
 
 from dialguard.events.envelope import envelope_bytes
 from dialguard.events.topics import SUPPRESSION_CHANGES
-from dialguard.messaging.partitioning import partitions_for_keys
 
 
 def account_of(token: str) -> str:
@@ -102,28 +102,6 @@ def suppression_event(account: str, id_type: str, value: str) -> tuple[bytes, by
     return f"{account}:{id_type}:{value}".encode(), value_bytes
 
 
-async def publish_batches(
-    producer: AIOKafkaProducer, topic: str, events: list[tuple[bytes, bytes]]
-) -> list[asyncio.Future[Any]]:
-    """Per-partition producer batches, partitioned by key as the outbox relay does (so the publisher,
-    sharing the machine's two cores with the service, is not what the measurement measures)."""
-    count = len(await producer.partitions_for(topic))
-    partitions = partitions_for_keys([key for key, _ in events], count)
-    headers = [("event_type", b"SuppressionChanged")]
-    futures: list[asyncio.Future[Any]] = []
-    builders: dict[int, Any] = {}
-    for (key, value), partition in zip(events, partitions, strict=True):
-        builder = builders.get(partition)
-        if builder is None or builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-            if builder is not None:
-                futures.append(await producer.send_batch(builder, topic, partition=partition))
-            builder = builders[partition] = producer.create_batch()
-            builder.append(timestamp=None, key=key, value=value, headers=headers)
-    for partition, builder in builders.items():
-        futures.append(await producer.send_batch(builder, topic, partition=partition))
-    return futures
-
-
 async def run(url: str, token: str, kafka: str, n: int, timeout: float) -> dict[str, Any]:
     account = account_of(token)
     headers = {"Authorization": f"Bearer {token}"}
@@ -165,7 +143,9 @@ async def run(url: str, token: str, kafka: str, n: int, timeout: float) -> dict[
                     suppression_event(account, "email", f"c{i}@example.com"),
                 ]
             started = time.perf_counter()
-            await asyncio.gather(*await publish_batches(producer, SUPPRESSION_CHANGES, events))
+            await asyncio.gather(
+                *await publish_batches(producer, SUPPRESSION_CHANGES, events, "SuppressionChanged")
+            )
             published_s = time.perf_counter() - started
             done = await wait_flagged(c, list_id, n, timeout)
             flag_s = done - started

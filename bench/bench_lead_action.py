@@ -34,10 +34,10 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from publish import publish_batches
 
 from dialguard.events.envelope import envelope_bytes, format_time, utcnow
 from dialguard.events.topics import SUPPRESSION_CHANGES
-from dialguard.messaging.partitioning import partitions_for_keys
 from dialguard.platform.auth import mint_token
 from dialguard.testing.helpers import SECRET
 from dialguard.testing.infra import acquire_infra
@@ -211,28 +211,6 @@ def suppression_changed(account: str, i: int) -> tuple[bytes, bytes, uuid.UUID]:
     return f"{account}:phone:{phone}".encode(), value, event_id
 
 
-async def publish_batches(
-    producer: AIOKafkaProducer, topic: str, events: list[tuple[bytes, bytes, uuid.UUID]]
-) -> list[asyncio.Future[Any]]:
-    """Per-partition producer batches, partitioned by key as the outbox relay does (so the publisher,
-    sharing the machine's two cores with the service, is not what the measurement measures)."""
-    count = len(await producer.partitions_for(topic))
-    partitions = partitions_for_keys([key for key, _, _ in events], count)
-    headers = [("event_type", b"SuppressionChanged")]
-    futures: list[asyncio.Future[Any]] = []
-    builders: dict[int, Any] = {}
-    for (key, value, _), partition in zip(events, partitions, strict=True):
-        builder = builders.get(partition)
-        if builder is None or builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-            if builder is not None:
-                futures.append(await producer.send_batch(builder, topic, partition=partition))
-            builder = builders[partition] = producer.create_batch()
-            builder.append(timestamp=None, key=key, value=value, headers=headers)
-    for partition, builder in builders.items():
-        futures.append(await producer.send_batch(builder, topic, partition=partition))
-    return futures
-
-
 async def suppression_events(dsn: str, kafka: str, *, account: str, events: int) -> dict[str, Any]:
     """Publish `events` SuppressionChanged for distinct lead phones; events/s until all leads are suppressed."""
     prepared = [suppression_changed(account, i) for i in range(events)]
@@ -248,7 +226,11 @@ async def suppression_events(dsn: str, kafka: str, *, account: str, events: int)
         await conn.execute("CREATE TEMP TABLE bench_events (event_id uuid PRIMARY KEY)")
         await conn.copy_records_to_table("bench_events", records=[(i,) for i in ids])
         started = time.perf_counter()
-        await asyncio.gather(*await publish_batches(producer, SUPPRESSION_CHANGES, prepared))
+        await asyncio.gather(
+            *await publish_batches(
+                producer, SUPPRESSION_CHANGES, [(k, v) for k, v, _ in prepared], "SuppressionChanged"
+            )
+        )
         published_s = time.perf_counter() - started
         done = 0
         deadline = started + 600
