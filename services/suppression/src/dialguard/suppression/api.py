@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from dialguard.events.envelope import format_time
-from dialguard.identifiers import InvalidIdentifier, normalize_identifier, validate_channel
+from dialguard.identifiers import IdentifierType, InvalidIdentifier, normalize_identifier, validate_channel
 from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
 from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
@@ -34,7 +34,7 @@ Manager = Annotated[Principal, Depends(require_roles(OUTBOUND_MANAGER))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
 Checker = Annotated[Principal, Depends(require_roles(*CHECK_ROLES))]
 
-IdType = Literal["phone", "email", "person_id", "client_id"]
+IdType = IdentifierType
 ChannelName = Literal["voice", "sms", "whatsapp", "viber", "email", "messenger"]
 Source = Literal[
     "end_user_message", "campaign_action", "url_opt_out", "manual", "agent_disposition", "api", "import"

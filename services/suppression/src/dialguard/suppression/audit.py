@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from dialguard.events.envelope import format_time
-from dialguard.identifiers import InvalidIdentifier, normalize_identifier
+from dialguard.identifiers import IdentifierType, InvalidIdentifier, normalize_identifier
 from dialguard.platform.auth import OPS, OUTBOUND_MANAGER, Principal, require_roles
 from dialguard.platform.errors import ApiError
 from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
@@ -69,7 +69,7 @@ def _fact(row: Any) -> dict[str, Any]:
 async def entry_audit(
     request: Request,
     principal: Auditor,
-    type: Annotated[Literal["phone", "email", "person_id", "client_id"] | None, Query()] = None,
+    type: Annotated[IdentifierType | None, Query()] = None,
     value: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
     stoplist_id: uuid.UUID | None = None,
     actor: Annotated[str | None, Query(min_length=1, max_length=256)] = None,

@@ -8,18 +8,17 @@ the contract's 422, so the error path stays as specific as the rest of the servi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 import orjson
 
+from dialguard.identifiers import IdentifierType
 from dialguard.platform.errors import ApiError
 from dialguard.suppression.checks import ID_TYPES
 
 MAX_CHECK_IDS = 10_000
 MAX_VALUE_LEN = 512
-
-IdType = Literal["phone", "email", "person_id", "client_id"]
 
 
 def invalid(field: str, reason: str) -> ApiError:
@@ -30,7 +29,7 @@ def invalid(field: str, reason: str) -> ApiError:
 class CheckIdentifier(msgspec.Struct, gc=False):
     """One identifier as the dialer sent it (echoed back in its result)."""
 
-    type: IdType
+    type: IdentifierType
     value: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VALUE_LEN)]
 
 
