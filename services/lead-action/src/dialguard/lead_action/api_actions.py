@@ -19,7 +19,7 @@ from dialguard.lead_action.handlers import ActionRequest, apply_action, param_er
 from dialguard.lead_action.ratelimit import rate_limited
 from dialguard.platform.auth import OPS, OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
-from dialguard.platform.paging import DEFAULT_LIMIT, decode_cursor, encode_cursor
+from dialguard.platform.paging import DEFAULT_LIMIT, decode_cursor_key, encode_cursor
 
 Searcher = Annotated[Principal, Depends(rate_limited("searches", *READERS))]
 Actor = Annotated[Principal, Depends(rate_limited("actions", OUTBOUND_MANAGER))]
@@ -137,13 +137,7 @@ async def audit(
 ) -> dict[str, Any]:
     """Every action applied in the account, newest first: who, when, what, on which criteria, how many."""
     account = own_account(accountId, principal)
-    after = decode_cursor(cursor)
-    try:
-        key = (datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None
-    except (ValueError, TypeError, IndexError) as exc:
-        raise ApiError(
-            422, "validation_error", "invalid cursor", [{"field": "cursor", "reason": "malformed"}]
-        ) from exc
+    key = decode_cursor_key(cursor, datetime.fromisoformat, uuid.UUID)
     async with svc_of(request).runtime.pool.acquire() as conn:
         rows = await repo.list_actions(conn, account_id=account, after=key, limit=limit + 1)
     items = rows[:limit]

@@ -24,7 +24,13 @@ from dialguard.outbound_sync.domain import (
 from dialguard.outbound_sync.handlers import OutboundSync, create_target, retry_delivery, update_target
 from dialguard.platform.auth import OPS, OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
-from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from dialguard.platform.paging import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    decode_cursor,
+    decode_cursor_key,
+    encode_cursor,
+)
 
 Manager = Annotated[Principal, Depends(require_roles(OUTBOUND_MANAGER))]
 Operator = Annotated[Principal, Depends(require_roles(OUTBOUND_MANAGER, OPS))]
@@ -221,11 +227,7 @@ async def create(
 async def _page(
     request: Request, principal: Principal, stoplist_id: str | None, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor)
-    try:
-        key = (datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None
-    except (ValueError, IndexError, TypeError) as exc:
-        raise _invalid("cursor", "malformed") from exc
+    key = decode_cursor_key(cursor, datetime.fromisoformat, uuid.UUID)
     async with _svc(request).runtime.pool.acquire() as conn:
         rows = await repo.list_targets(
             conn, account_id=principal.account_id, stoplist_id=stoplist_id, limit=limit + 1, after=key

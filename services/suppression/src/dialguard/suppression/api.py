@@ -17,7 +17,7 @@ from dialguard.events.envelope import format_time
 from dialguard.identifiers import IdentifierType, InvalidIdentifier, normalize_identifier, validate_channel
 from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
-from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor_key, encode_cursor
 from dialguard.suppression import repository as repo
 from dialguard.suppression.check_http import CHECK_ROLES, answer_batch, answer_one
 from dialguard.suppression.check_wire import MAX_CHECK_IDS
@@ -183,8 +183,7 @@ async def list_all(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor)
-    key = (datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None
+    key = decode_cursor_key(cursor, datetime.fromisoformat, uuid.UUID)
     async with _svc(request).runtime.pool.acquire() as conn:
         rows = await repo.list_stoplists(conn, account_id=principal.account_id, limit=limit + 1, after=key)
     page = rows[:limit]
@@ -294,7 +293,7 @@ async def list_entries(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     await _stoplist_or_404(request, principal, stoplist_id)
-    after = decode_cursor(cursor)
+    after = decode_cursor_key(cursor, datetime.fromisoformat, uuid.UUID)
     values = _normalized_filter_values(request, value)
     async with _svc(request).runtime.pool.acquire() as conn:
         rows = await conn.fetch(
@@ -315,8 +314,8 @@ async def list_entries(
             source,
             min(added_from) if added_from else None,
             max(added_to) if added_to else None,
-            datetime.fromisoformat(after[0]) if after else None,
-            uuid.UUID(after[1]) if after else None,
+            after[0] if after else None,
+            after[1] if after else None,
             limit + 1,
         )
     page = rows[:limit]

@@ -17,7 +17,7 @@ from dialguard.events.envelope import format_time
 from dialguard.identifiers import IdentifierType, InvalidIdentifier, normalize_identifier
 from dialguard.platform.auth import OPS, OUTBOUND_MANAGER, Principal, require_roles
 from dialguard.platform.errors import ApiError
-from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor_key, encode_cursor
 from dialguard.suppression.handlers import Suppression
 
 Auditor = Annotated[Principal, Depends(require_roles(OPS, OUTBOUND_MANAGER))]
@@ -93,13 +93,7 @@ async def entry_audit(
             normalized = normalize_identifier(type, value, region=region).value
         except InvalidIdentifier:
             normalized = value.strip()  # an identifier stored before a stricter rule is still findable
-    after = decode_cursor(cursor)
-    try:
-        key = (datetime.fromisoformat(after[0]), uuid.UUID(after[1]), str(after[2])) if after else None
-    except (ValueError, TypeError, IndexError) as exc:
-        raise ApiError(
-            422, "validation_error", "invalid cursor", [{"field": "cursor", "reason": "malformed"}]
-        ) from exc
+    key = decode_cursor_key(cursor, datetime.fromisoformat, uuid.UUID, str)
     svc: Suppression = request.app.state.suppression
     async with svc.runtime.pool.acquire() as conn:
         rows = await conn.fetch(
