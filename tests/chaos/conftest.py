@@ -37,8 +37,10 @@ def _write(text: str, r: Rig) -> None:
     body = [
         "# Fault suite results",
         "",
-        f"Form: {form}; load {PLAN.event_rate:.0f} events/s plus one HTTP client adding entries, "
-        f"fault held {PLAN.hold} s, {PLAN.cycles} cycle(s) per fault. Written by `tests/chaos` "
+        f"Form: {form}; load {PLAN.event_rate:.0f} LeadStopped/LeadUnstopped per s, "
+        f"{PLAN.call_rate:.0f} CallResults per s, one HTTP client adding entries and one running lead "
+        f"actions; all four services, two fake outbound targets; fault held {PLAN.hold} s, "
+        f"{PLAN.cycles} cycle(s) per fault. Written by `tests/chaos` "
         "(see docs/hardening.md for what each column means).",
         "",
         text,
