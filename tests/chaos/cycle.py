@@ -388,7 +388,7 @@ class Cycle:
                     self.in_force.add(p)
                 elif p in must:
                     self.false_negative_phones.add(p)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
 
     # -- after the fault -----------------------------------------------------------------------------
 
@@ -480,6 +480,9 @@ class Cycle:
             f"not on {SUPPRESSION_CHANGES}": {p for p in accepted if (self.account, p) not in added},
             "a lead with the phone not suppressed": {
                 p for p in accepted if p in self.lead_phones and p not in lead_ok
+            },
+            "a lead with the phone not found by lead-action's search": {
+                p for p in accepted if any(i not in leads for i in self.lead_phones.get(p, ()))
             },
             "not delivered to target A": {p for p in accepted if not deliveries["A"].get(p)},
             "not delivered to target B": {p for p in accepted if not deliveries["B"].get(p)},

@@ -87,10 +87,11 @@ LONG_PLAN = Plan(
     call_leads=20,
 )
 PLAN = LONG_PLAN if LONG else SHORT
-# The slow target answers after SLOW_MS; outbound-sync gives up on a request after DELIVERY_TIMEOUT_S and
+# The slow target answers after SLOW_MS; outbound-sync gives up on a request after 2 s (both timeouts) and
 # retries it with the same Idempotency-Key, so the slow target sees redeliveries (at-least-once).
-SLOW_MS = 2000
+SLOW_MS = 3000
 DELIVERY_TIMEOUT_S = 1.5
+DELIVERY_CONNECT_TIMEOUT_S = 0.5  # loopback; outbound-sync's deadline per request is the sum of both
 
 
 def _phones() -> Any:
@@ -280,6 +281,7 @@ class Rig:
         self.broker_gone_at: float | None = None  # when the stopped broker's process had exited
 
     async def start(self) -> None:
+        started = time.monotonic()
         await asyncio.to_thread(self.stack.start)
         await ensure_topics(self.stack.kafka_bootstrap, TOPICS)
         await self.target_a.start()
@@ -292,6 +294,7 @@ class Rig:
             "outbound-sync": {
                 "OUTBOUND_TM_URL_TEMPLATE": f"{self.target_a.base_url}/outbound{{system}}",
                 "DELIVERY_TIMEOUT_S": DELIVERY_TIMEOUT_S,
+                "DELIVERY_CONNECT_TIMEOUT_S": DELIVERY_CONNECT_TIMEOUT_S,
                 "DELIVERY_BACKOFF_BASE_S": 0.2,
                 "DELIVERY_BACKOFF_MAX_S": 2.0,
                 "BREAKER_COOLDOWN_S": 2.0,
@@ -308,9 +311,9 @@ class Rig:
                 **extra.get(name, {}),
             )
             self.services[name] = ServiceProcess(name, env, self.log_dir)
-        # One at a time: four imports at once on two shared cores only make each slower.
-        for proc in self.services.values():
-            await proc.start(timeout=120.0)
+        t0 = time.monotonic()
+        await asyncio.gather(*(proc.start(timeout=180.0) for proc in self.services.values()))
+        print(f"chaos rig: stack and fakes {t0 - started:.1f} s, four services {time.monotonic() - t0:.1f} s")
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.stack.kafka_bootstrap, linger_ms=5, request_timeout_ms=3000
         )
@@ -339,7 +342,9 @@ class Rig:
         proc = self.services[name]
         proc.kill()
         await asyncio.sleep(PLAN.hold)
-        await proc.start(timeout=120.0)
+        t0 = time.monotonic()
+        await proc.start(timeout=180.0)
+        print(f"chaos: {name} restarted in {time.monotonic() - t0:.1f} s")
 
     async def bounce_postgres(self) -> None:
         await asyncio.to_thread(self.stack.stop_postgres)
