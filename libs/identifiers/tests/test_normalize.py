@@ -17,6 +17,8 @@ from dialguard.identifiers import (
     Identifier,
     IdentifierIn,
     InvalidIdentifier,
+    PhoneFormat,
+    canonical_nanp,
     canonical_nanp_region,
     detect_type,
     identifier_readings,
@@ -256,6 +258,45 @@ def test_fast_path_agrees_with_libphonenumber() -> None:
         assert _fast(impl._international(body)) == _reference("+" + body, None), body
         for region in regions:
             assert _fast(impl._national(body, region)) == _reference(body, region), (body, region)
+
+
+FORMATS: tuple[PhoneFormat | None, ...] = (None, "international", "national")
+
+
+def _nanp_numbers() -> list[str]:
+    """1 + ten digits: every area code (0xx-9xx) with random exchanges and lines, plus the examples."""
+    rng = random.Random(5)
+    numbers = {e for e in EXAMPLES if len(e) == 11 and e[0] == "1"}
+    for area in range(1000):
+        for _ in range(12):
+            numbers.add(f"1{area:03d}{rng.randrange(10**7):07d}")
+    for _ in range(5000):
+        numbers.add(f"1{rng.randrange(2, 10)}{rng.randrange(10**9):09d}")
+    return sorted(numbers)
+
+
+def test_canonical_nanp_answers_as_normalize_phone_and_libphonenumber() -> None:
+    """Over ~17,000 numbers, each region and phone_format: True means normalize_phone returns the value,
+    False that it refuses it (as does libphonenumber's is_valid_number), None only off the shape."""
+    checked = 0
+    for raw in _nanp_numbers():
+        fast = canonical_nanp(raw)
+        if fast is None:
+            assert raw[1] in "01", raw
+            continue
+        checked += 1
+        parsed = phonenumbers.parse("+" + raw)
+        assert fast == phonenumbers.is_valid_number(parsed), raw
+        for region in ("US", "CA"):
+            for phone_format in FORMATS:
+                try:
+                    outcome: str | None = normalize_phone(raw, region=region, phone_format=phone_format)
+                except InvalidIdentifier:
+                    outcome = None
+                assert outcome == (raw if fast else None), (raw, region, phone_format)
+    assert checked > 10_000
+    for raw in ("12672345678 ", "+12672345678", "1267234567", "112672345678", "１2672345678", "02672345678"):
+        assert canonical_nanp(raw) is None, raw
 
 
 def test_repeated_values_are_served_from_the_cache() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ from dialguard.contact_list.domain import (
     plan_columns,
     same_columns,
 )
-from dialguard.identifiers import InvalidIdentifier
+from dialguard.identifiers import InvalidIdentifier, normalize_identifier
 from dialguard.identifiers.normalize import normalize_email
 
 TELEPHONY = ListSpec("telephony", "voice", None, None)
@@ -213,3 +214,22 @@ def test_fast_email_answers_as_the_full_validator(raw: str) -> None:
             return f"error: {exc.reason}"
 
     assert outcome(fast_email) == outcome(normalize_email)
+
+
+@pytest.mark.parametrize("region", ["US", "CA", "GB"])
+def test_phone_units_answer_as_normalize_identifier(region: str) -> None:
+    # parse_row's canonical-NANP shortcut against the full normalizer: same value, same refusal.
+    plan = plan_columns(["phone"], TELEPHONY)
+    rng = random.Random(7)
+    values = [f"1{rng.randrange(10**10):010d}" for _ in range(3000)]
+    values += ["12672345678", "12002345678", "12671234567", "2672345678", "+12672345678", "1267234567"]
+    for raw in values:
+        try:
+            expected: tuple[str, str] = ("ok", normalize_identifier("phone", raw, region=region).value)
+        except InvalidIdentifier as exc:
+            expected = (exc.code, f"column 'phone': {exc.reason}")
+        try:
+            got: tuple[str, str] = ("ok", parse_row([raw], plan, region=region).units[0]["value"])
+        except RowError as exc:
+            got = (exc.code, exc.reason)
+        assert got == expected, raw

@@ -430,6 +430,16 @@ def canonical_nanp_region(region: str) -> bool:
     return _supported_region(region) in _NANP_FAST_REGIONS
 
 
+def canonical_nanp(raw: str) -> bool | None:
+    """In a region where canonical_nanp_region holds: None unless raw is 1 + ten ASCII digits with an area
+    code starting 2-9, whose every reading (international, national, any phone_format) is raw itself; then
+    whether it is a valid number, i.e. whether normalize_phone returns raw (False: it raises). The
+    metadata patterns only, without the per-value analysis: a file of a million distinct numbers."""
+    if len(raw) != 11 or raw[0] != "1" or raw[1] not in "23456789" or not (raw.isascii() and raw.isdigit()):
+        return None
+    return _is_valid(1, raw[1:])
+
+
 def phone_candidates(raw: str, *, region: str = "US") -> tuple[str, ...]:
     """Readings a check looks up, valid or not: a superset of phone_readings, so never a false negative."""
     # An invalid candidate can only fail to match, while keeping it means an entry stored under

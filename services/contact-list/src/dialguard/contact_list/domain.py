@@ -15,7 +15,13 @@ from typing import Any, Final
 import orjson
 from croniter import croniter
 
-from dialguard.identifiers import Identifier, InvalidIdentifier, normalize_identifier
+from dialguard.identifiers import (
+    Identifier,
+    InvalidIdentifier,
+    canonical_nanp,
+    canonical_nanp_region,
+    normalize_identifier,
+)
 from dialguard.identifiers.normalize import PhoneFormat, normalize_email
 
 STATUSES: Final = ("callable", "planning", "open", "attempted", "flagged", "closed")
@@ -274,9 +280,22 @@ def fast_email(raw: str) -> str:
     return normalize_email(raw)
 
 
+@lru_cache(maxsize=64)
+def _nanp_region(region: str) -> bool:
+    try:
+        return canonical_nanp_region(region)
+    except InvalidIdentifier:
+        return False  # the full path says why
+
+
 def _identifier(unit_type: str, raw: str, region: str, phone_format: PhoneFormat | None) -> Identifier:
     if unit_type == "email":
         return Identifier("email", fast_email(raw))
+    # A telephony file's common case, 1 + ten digits in a NANP region: valid means the value itself
+    # (normalize_phone's answer for any phone_format, proven in the identifiers tests); a refusal
+    # takes the full path below for its reason.
+    if unit_type == "phone" and _nanp_region(region) and canonical_nanp(raw):
+        return Identifier("phone", raw)
     return normalize_identifier(unit_type, raw, region=region, phone_format=phone_format)
 
 
