@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from dialguard.lead_action.domain import (
+    ALL_STATES_MASK,
+    STATE_BITS,
     Criteria,
     ParamError,
     chunks,
@@ -70,15 +72,28 @@ def test_criteria_where_is_parameterised_with_only_given_criteria() -> None:
 
 
 def test_campaign_and_list_criteria_find_leads_through_their_origin_lists() -> None:
-    where, args, origins = criteria_parts("acme", Criteria(campaign_ids=(1,), list_ids=(7, 8)), start=2)
+    where, args, placements = criteria_parts("acme", Criteria(campaign_ids=(1,), list_ids=(7, 8)), start=2)
     assert where == "account_id = $2 AND campaign_id = ANY($3::bigint[]) AND list_id = ANY($4::bigint[])"
     assert args == ["acme", [1], [7, 8]]
-    assert origins == (
-        "SELECT DISTINCT p.origin_list_id FROM lead_placements p WHERE p.account_id = $2 AND "
-        "p.campaign_id = ANY($3::bigint[]) AND p.list_id = ANY($4::bigint[])"
+    assert placements == (
+        "p.account_id = $2 AND p.campaign_id = ANY($3::bigint[]) AND p.list_id = ANY($4::bigint[])"
     )
     full, _ = criteria_where("acme", Criteria(campaign_ids=(1,), list_ids=(7, 8)), start=2)
-    assert full == f"{where} AND origin_list_id = ANY(ARRAY({origins}))"
+    assert full.startswith(f"{where} AND origin_list_id = ANY(ARRAY(")
+    assert f"FROM lead_placements p WHERE {placements}))" in full
+    assert criteria_parts("acme", Criteria(lead_ids=(5,)))[2] is None
+
+
+def test_state_mask_keeps_every_status_a_match_can_have() -> None:
+    ready, callback, paused = STATE_BITS["READY"], STATE_BITS["CALLBACK"], STATE_BITS["PAUSED"]
+    assert Criteria().state_mask == ALL_STATES_MASK
+    assert Criteria(lead_states=("PAUSED", "READY")).state_mask == paused | ready
+    assert Criteria(physical_states=("DIALABLE",)).state_mask == ready | callback
+    not_dialable = Criteria(physical_states=("NOT_DIALABLE",)).state_mask
+    assert not_dialable == ALL_STATES_MASK & ~(ready | callback)
+    assert Criteria(physical_states=("SUPPRESSED",)).state_mask == ALL_STATES_MASK
+    assert Criteria(lead_states=("READY", "PAUSED"), physical_states=("DIALABLE",)).state_mask == ready
+    assert Criteria(lead_states=("PAUSED",), physical_states=("DIALABLE",)).state_mask == 0
 
 
 def test_move_params() -> None:

@@ -35,6 +35,11 @@ LEAD_STATES: Final = (
     "TRANSITION",
 )
 PHYSICAL_STATES: Final = ("DIALABLE", "NOT_DIALABLE", "SUPPRESSED")
+# A lead state's bit in lead_blocks.states; the same table as SQL's lead_state_bit (migration 0005).
+# Bit 128 stands for any other status, so a mask of every bit never skips a block.
+STATE_BITS: Final[dict[str, int]] = {state: 1 << i for i, state in enumerate(LEAD_STATES)}
+ALL_STATES_MASK: Final = 255
+DIALABLE_MASK: Final = STATE_BITS["READY"] | STATE_BITS["CALLBACK"]
 SYSTEM_DISPOSITIONS: Final = ("ANSWERED", "NO_ANSWER", "BUSY", "MACHINE", "FAILED")
 MANUAL: Final = "manual"
 DNC: Final = "dnc"
@@ -97,6 +102,27 @@ class Criteria:
                 self.timezones,
             )
         )
+
+    @property
+    def state_mask(self) -> int:
+        """The lead_blocks bits a matching lead's status can have (every bit when no state is asked for).
+
+        physicalStates narrows by status too: DIALABLE is READY or CALLBACK, NOT_DIALABLE any other
+        status; SUPPRESSED says nothing about the status."""
+        mask = ALL_STATES_MASK
+        if self.lead_states is not None:
+            mask &= sum(STATE_BITS[s] for s in self.lead_states)
+        if self.physical_states is not None:
+            physical = 0
+            for state in self.physical_states:
+                if state == "DIALABLE":
+                    physical |= DIALABLE_MASK
+                elif state == "NOT_DIALABLE":
+                    physical |= ALL_STATES_MASK & ~DIALABLE_MASK
+                else:
+                    physical |= ALL_STATES_MASK
+            mask &= physical
+        return mask
 
     @property
     def single_campaign(self) -> int | None:

@@ -158,6 +158,8 @@ _SIMPLE: dict[str, tuple[str, tuple[Any, ...]]] = {
     ),
     "UNSUPPRESS_LEADS": ("suppression_causes = array_remove(suppression_causes, $1)", (MANUAL,)),
 }
+# The ones that change a status (so the search's lead_blocks of the touched leads are recomputed).
+_STATUS_ACTIONS = frozenset({"RESET_LEADS", "CANCEL_LEADS", "PAUSE_LEADS", "READY_LEADS"})
 
 
 async def apply_action(svc: LeadService, req: ActionRequest) -> ActionResult:
@@ -177,7 +179,12 @@ async def apply_action(svc: LeadService, req: ActionRequest) -> ActionResult:
         if req.action in _SIMPLE:
             assignments, params = _SIMPLE[req.action]
             per_campaign = await repo.update_matching(
-                conn, account_id=req.account_id, criteria=req.criteria, assignments=assignments, params=params
+                conn,
+                account_id=req.account_id,
+                criteria=req.criteria,
+                assignments=assignments,
+                params=params,
+                changes_status=req.action in _STATUS_ACTIONS,
             )
         elif req.action == "DELETE_LEADS":
             per_campaign = await repo.delete_matching(conn, account_id=req.account_id, criteria=req.criteria)
@@ -208,7 +215,12 @@ async def _schedule(svc: LeadService, req: ActionRequest, action_id: uuid.UUID) 
             params = (schedule.callback_at, schedule.agent_id)
     async with svc.runtime.pool.acquire() as conn, conn.transaction():
         per_campaign = await repo.update_matching(
-            conn, account_id=req.account_id, criteria=req.criteria, assignments=assignments, params=params
+            conn,
+            account_id=req.account_id,
+            criteria=req.criteria,
+            assignments=assignments,
+            params=params,
+            changes_status=True,
         )
         affected = await _finish(svc, conn, req, action_id, per_campaign)
     return ActionResult(action_id, affected)

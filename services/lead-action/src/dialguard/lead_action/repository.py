@@ -22,6 +22,21 @@ PROJECTED_DNC = """EXISTS (SELECT 1 FROM suppression_projection s
       AND (s.channel IS NULL OR s.channel = 'voice'))"""
 
 
+# lead_blocks (migration 0005): a block is 2**BLOCK_SHIFT consecutive lead ids of one origin list and list.
+BLOCK_SHIFT = 8
+
+
+def or_blocks(source: str) -> str:
+    """An INSERT OR-ing the state bits of `source`'s rows (account_id, origin_list_id, list_id, id, status)
+    into lead_blocks: how a writer that adds leads or changes a status or list keeps the summary a superset.
+    It runs after the leads changed, in their transaction (refresh_blocks relies on that order)."""
+    return f"""INSERT INTO lead_blocks AS b (account_id, origin_list_id, list_id, block, states)
+        SELECT account_id, origin_list_id, list_id, id >> {BLOCK_SHIFT}, bit_or(lead_state_bit(status))
+        FROM {source} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (account_id, origin_list_id, list_id, block)
+        DO UPDATE SET states = b.states | excluded.states WHERE (b.states | excluded.states) <> b.states"""
+
+
 async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return rows
@@ -182,16 +197,19 @@ async def insert_leads(
     await lock_account_leads(conn, account_ids=[account_id], exclusive=False)
     dnc = PROJECTED_DNC.format(account="$1", phone="x.phone")
     records = await conn.fetch(
-        f"""INSERT INTO leads (account_id, campaign_id, list_id, origin_list_id, external_id, contact_id, phone,
-                               first_name, last_name, fields, timezone, suppression_causes)
-            SELECT $1, $2, $3, $3, x.external_id, x.contact_id, x.phone, x.first_name, x.last_name,
-                   x.fields::jsonb, x.timezone, CASE WHEN {dnc} THEN ARRAY['{DNC}'] ELSE '{{}}'::text[] END
-            FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                        $11::int[])
-                 AS x(external_id, contact_id, phone, first_name, last_name, fields, timezone, ord)
-            ORDER BY x.ord
-            ON CONFLICT (account_id, origin_list_id, contact_id) WHERE contact_id IS NOT NULL DO NOTHING
-            RETURNING id""",
+        f"""WITH ins AS (
+                INSERT INTO leads (account_id, campaign_id, list_id, origin_list_id, external_id, contact_id,
+                                   phone, first_name, last_name, fields, timezone, suppression_causes)
+                SELECT $1, $2, $3, $3, x.external_id, x.contact_id, x.phone, x.first_name, x.last_name,
+                       x.fields::jsonb, x.timezone, CASE WHEN {dnc} THEN ARRAY['{DNC}'] ELSE '{{}}'::text[] END
+                FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                            $10::text[], $11::int[])
+                     AS x(external_id, contact_id, phone, first_name, last_name, fields, timezone, ord)
+                ORDER BY x.ord
+                ON CONFLICT (account_id, origin_list_id, contact_id) WHERE contact_id IS NOT NULL DO NOTHING
+                RETURNING id, account_id, origin_list_id, list_id, status),
+            blocks AS ({or_blocks("ins")})
+            SELECT id FROM ins""",
         account_id,
         campaign_id,
         list_id,
@@ -223,11 +241,11 @@ def criteria_parts(
     account_id: str, criteria: Criteria, *, start: int = 1
 ) -> tuple[str, list[Any], str | None]:
     """(WHERE over `leads` with only the criteria present, its args, and, when the criteria name campaigns
-    or lists, a SELECT of the origin lists that can hold their leads: `leads_origin` is how they are found).
+    or lists, the condition on `lead_placements p` of the placements that can hold their leads).
     """
     parts = [f"account_id = ${start}"]
     args: list[Any] = [account_id]
-    origin: list[str] = []
+    placement: list[str] = []
 
     def add(template: str, value: Any) -> str:
         args.append(value)
@@ -237,10 +255,10 @@ def criteria_parts(
 
     if criteria.campaign_ids is not None:
         param = add("campaign_id = ANY({}::bigint[])", list(criteria.campaign_ids))
-        origin.append(f"p.campaign_id = ANY({param}::bigint[])")
+        placement.append(f"p.campaign_id = ANY({param}::bigint[])")
     if criteria.list_ids is not None:
         param = add("list_id = ANY({}::bigint[])", list(criteria.list_ids))
-        origin.append(f"p.list_id = ANY({param}::bigint[])")
+        placement.append(f"p.list_id = ANY({param}::bigint[])")
     if criteria.lead_ids is not None:
         add("id = ANY({}::bigint[])", list(criteria.lead_ids))
     if criteria.phones is not None:
@@ -255,39 +273,129 @@ def criteria_parts(
         add("physical_state = ANY({}::text[])", list(criteria.physical_states))
     if criteria.timezones is not None:
         add("timezone = ANY({}::text[])", list(criteria.timezones))
-    origins = (
-        f"SELECT DISTINCT p.origin_list_id FROM lead_placements p WHERE p.account_id = ${start} AND "
-        + " AND ".join(origin)
-        if origin
-        else None
-    )
-    return " AND ".join(parts), args, origins
+    placements = f"p.account_id = ${start} AND " + " AND ".join(placement) if placement else None
+    return " AND ".join(parts), args, placements
 
 
 def criteria_where(account_id: str, criteria: Criteria, *, start: int = 1) -> tuple[str, list[Any]]:
-    """A parameterised WHERE over `leads` with only the criteria present (so each query plans on its indexes)."""
-    where, args, origins = criteria_parts(account_id, criteria, start=start)
-    if origins is not None:
-        where += f" AND origin_list_id = ANY(ARRAY({origins}))"
+    """A parameterised WHERE over `leads` with only the criteria present (so each query plans on its indexes);
+    with campaigns or lists, leads are found through `leads_origin` (the origin lists of their placements)."""
+    where, args, placements = criteria_parts(account_id, criteria, start=start)
+    if placements is not None:
+        where += f""" AND origin_list_id = ANY(ARRAY(
+            SELECT DISTINCT p.origin_list_id FROM lead_placements p WHERE {placements}))"""
     return where, args
 
 
 async def search_leads(
     conn: asyncpg.Connection, *, account_id: str, criteria: Criteria, after: int, limit: int
 ) -> list[asyncpg.Record]:
-    """One page in id order. With campaigns or lists: per origin list, an ordered walk of `leads_origin`
-    that stops at a page of matches, merged (the index is ordered by id within one origin only)."""
-    where, args, origins = criteria_parts(account_id, criteria)
+    """One page in id order.
+
+    With campaigns or lists: per (origin list, list) placement, its lead_blocks in block order (blocks
+    are id ranges, so block order is id order), skipping blocks none of whose leads has a wanted state;
+    each block left is an id range of `leads_origin` read with every criterion as a filter, and the walk
+    stops at a page of matches. The placements' pages are merged by id. Without campaigns or lists: the
+    primary key in id order (or whichever index the other criteria make cheaper)."""
+    where, args, placements = criteria_parts(account_id, criteria)
     n = len(args)
-    if origins is None:
+    if placements is None:
         sql = f"SELECT {LEAD_COLUMNS} FROM leads WHERE {where} AND id > ${n + 1} ORDER BY id LIMIT ${n + 2}"
-    else:
-        sql = f"""SELECT x.* FROM ({origins}) o CROSS JOIN LATERAL (
+        return await _fetch(conn, sql, *args, after, limit)
+    sql = f"""SELECT x.* FROM (SELECT DISTINCT p.origin_list_id, p.list_id FROM lead_placements p
+                               WHERE {placements}) o
+              CROSS JOIN LATERAL (
+                  SELECT l.* FROM lead_blocks b CROSS JOIN LATERAL (
                       SELECT {LEAD_COLUMNS} FROM leads
-                      WHERE {where} AND origin_list_id = o.origin_list_id AND id > ${n + 1}
-                      ORDER BY id LIMIT ${n + 2}) x
-                  ORDER BY x.id LIMIT ${n + 2}"""
-    return await _fetch(conn, sql, *args, after, limit)
+                      WHERE {where} AND origin_list_id = b.origin_list_id AND list_id = b.list_id
+                        AND id >= (b.block << {BLOCK_SHIFT}) AND id < ((b.block + 1) << {BLOCK_SHIFT})
+                        AND id > ${n + 1}
+                      ORDER BY id) l
+                  WHERE b.account_id = $1 AND b.origin_list_id = o.origin_list_id AND b.list_id = o.list_id
+                    AND b.block >= (${n + 1} >> {BLOCK_SHIFT}) AND (b.states & ${n + 3}) <> 0
+                  ORDER BY b.block, l.id LIMIT ${n + 2}) x
+              ORDER BY x.id LIMIT ${n + 2}"""
+    return await _fetch(conn, sql, *args, after, limit, criteria.state_mask)
+
+
+async def refresh_blocks(
+    conn: asyncpg.Connection, *, account_id: str, origins: Sequence[int], blocks: Sequence[int]
+) -> None:
+    """Recompute the lead_blocks of these (origin list, block) pairs exactly, clearing the bits of states
+    (and the rows of lists) no lead there has any more. Called by bulk actions after their change, in
+    their transaction.
+
+    The summary rows there are locked first, then the leads are read in a new statement (a snapshot
+    taken after the locks), and only the locked rows are overwritten or removed. A concurrent writer ORs
+    its bits after changing its leads, in its transaction: if it got a row's lock first, its leads are
+    committed before this snapshot (so counted); if not, it ORs onto what this wrote. A row this did not
+    lock (inserted meanwhile) is only ORed into, never overwritten."""
+    if not origins:
+        return
+    locked = await conn.fetch(
+        """SELECT b.origin_list_id, b.list_id, b.block FROM lead_blocks b
+           JOIN unnest($2::bigint[], $3::bigint[]) AS t(origin_list_id, block) USING (origin_list_id, block)
+           WHERE b.account_id = $1
+           ORDER BY b.origin_list_id, b.list_id, b.block FOR UPDATE OF b""",
+        account_id,
+        origins,
+        blocks,
+    )
+    # Runs of consecutive blocks of one origin are read as one id range of leads_origin (a campaign-wide
+    # action: one range per origin list), each range its own index scan (OFFSET 0 keeps it one).
+    ranges: list[tuple[int, int, int]] = []
+    for origin, block in sorted(zip(origins, blocks, strict=True)):
+        if ranges and ranges[-1][0] == origin and ranges[-1][2] >= block - 1:
+            ranges[-1] = (origin, ranges[-1][1], max(ranges[-1][2], block))
+        else:
+            ranges.append((origin, block, block))
+    await conn.execute("SET LOCAL jit = off")
+    await conn.execute(
+        f"""WITH fresh AS MATERIALIZED (
+                SELECT l.origin_list_id, l.list_id, l.id >> {BLOCK_SHIFT} AS block,
+                       bit_or(lead_state_bit(l.status)) AS states
+                FROM unnest($5::bigint[], $6::bigint[], $7::bigint[]) AS r(origin_list_id, first, last)
+                CROSS JOIN LATERAL (
+                    SELECT origin_list_id, list_id, id, status FROM leads
+                    WHERE account_id = $1 AND origin_list_id = r.origin_list_id
+                      AND id >= (r.first << {BLOCK_SHIFT}) AND id < ((r.last + 1) << {BLOCK_SHIFT})
+                    OFFSET 0) l
+                GROUP BY 1, 2, 3),
+            locked AS (
+                SELECT k.*, f.states FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])
+                    AS k(origin_list_id, list_id, block)
+                LEFT JOIN fresh f USING (origin_list_id, list_id, block)),
+            gone AS (
+                DELETE FROM lead_blocks b USING locked k
+                WHERE k.states IS NULL AND b.account_id = $1 AND b.origin_list_id = k.origin_list_id
+                  AND b.list_id = k.list_id AND b.block = k.block),
+            changed AS (
+                UPDATE lead_blocks b SET states = k.states FROM locked k
+                WHERE b.account_id = $1 AND b.origin_list_id = k.origin_list_id AND b.list_id = k.list_id
+                  AND b.block = k.block AND b.states <> k.states)
+            INSERT INTO lead_blocks AS b (account_id, origin_list_id, list_id, block, states)
+            SELECT $1, f.origin_list_id, f.list_id, f.block, f.states FROM fresh f
+            WHERE NOT EXISTS (SELECT 1 FROM locked k WHERE k.origin_list_id = f.origin_list_id
+                                AND k.list_id = f.list_id AND k.block = f.block)
+            ORDER BY 2, 3, 4
+            ON CONFLICT (account_id, origin_list_id, list_id, block)
+            DO UPDATE SET states = b.states | excluded.states""",
+        account_id,
+        [r["origin_list_id"] for r in locked],
+        [r["list_id"] for r in locked],
+        [r["block"] for r in locked],
+        [r[0] for r in ranges],
+        [r[1] for r in ranges],
+        [r[2] for r in ranges],
+    )
+
+
+async def _refresh_touched(conn: asyncpg.Connection, account_id: str, rows: Sequence[asyncpg.Record]) -> None:
+    """refresh_blocks for the distinct (origin_list_id, block) of `rows`."""
+    pairs = sorted({(r["origin_list_id"], r["block"]) for r in rows})
+    await refresh_blocks(
+        conn, account_id=account_id, origins=[p[0] for p in pairs], blocks=[p[1] for p in pairs]
+    )
 
 
 async def update_matching(
@@ -297,19 +405,39 @@ async def update_matching(
     criteria: Criteria,
     assignments: str,
     params: Sequence[Any] = (),
+    changes_status: bool = False,
 ) -> dict[int, int]:
-    """One UPDATE over the match; returns affected leads per campaign. `assignments` uses $1..$k for params."""
+    """One UPDATE over the match; returns affected leads per campaign. `assignments` uses $1..$k for params.
+
+    `changes_status`: the assignments may change a status, so the touched lead_blocks are recomputed."""
     k = len(params)
     where, args = criteria_where(account_id, criteria, start=k + 1)
     await conn.execute("SET LOCAL work_mem = '64MB'")  # a million RETURNING rows stay off temp files
+    if not changes_status:
+        rows = await conn.fetch(
+            f"""WITH changed AS (UPDATE leads SET {assignments}, updated_at = now() WHERE {where}
+                                 RETURNING campaign_id)
+                SELECT campaign_id, count(*) AS n FROM changed GROUP BY campaign_id""",
+            *params,
+            *args,
+        )
+        return {r["campaign_id"]: int(r["n"]) for r in rows}
     rows = await conn.fetch(
         f"""WITH changed AS (UPDATE leads SET {assignments}, updated_at = now() WHERE {where}
-                             RETURNING campaign_id)
-            SELECT campaign_id, count(*) AS n FROM changed GROUP BY campaign_id""",
+                             RETURNING campaign_id, origin_list_id, id >> {BLOCK_SHIFT} AS block)
+            SELECT campaign_id, origin_list_id, block, count(*) AS n FROM changed GROUP BY 1, 2, 3""",
         *params,
         *args,
     )
-    return {r["campaign_id"]: int(r["n"]) for r in rows}
+    await _refresh_touched(conn, account_id, rows)
+    return _per_campaign(rows)
+
+
+def _per_campaign(rows: Sequence[asyncpg.Record]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for r in rows:
+        out[r["campaign_id"]] = out.get(r["campaign_id"], 0) + int(r["n"])
+    return out
 
 
 async def count_matching(conn: asyncpg.Connection, *, account_id: str, criteria: Criteria) -> dict[int, int]:
@@ -323,11 +451,13 @@ async def count_matching(conn: asyncpg.Connection, *, account_id: str, criteria:
 async def delete_matching(conn: asyncpg.Connection, *, account_id: str, criteria: Criteria) -> dict[int, int]:
     where, args = criteria_where(account_id, criteria)
     rows = await conn.fetch(
-        f"""WITH gone AS (DELETE FROM leads WHERE {where} RETURNING campaign_id)
-            SELECT campaign_id, count(*) AS n FROM gone GROUP BY campaign_id""",
+        f"""WITH gone AS (DELETE FROM leads WHERE {where}
+                          RETURNING campaign_id, origin_list_id, id >> {BLOCK_SHIFT} AS block)
+            SELECT campaign_id, origin_list_id, block, count(*) AS n FROM gone GROUP BY 1, 2, 3""",
         *args,
     )
-    return {r["campaign_id"]: int(r["n"]) for r in rows}
+    await _refresh_touched(conn, account_id, rows)
+    return _per_campaign(rows)
 
 
 async def manual_pass(
@@ -382,6 +512,7 @@ async def move_leads(
     in_target = origins_of_list("$5", "$2")
     moved: dict[int, list[int]] = {}
     origins: set[int] = set()
+    touched: set[tuple[int, int]] = set()
     for from_campaign in await source_campaigns(conn, account_id=account_id, criteria=criteria):
         if from_campaign == to_campaign:
             continue
@@ -393,7 +524,9 @@ async def move_leads(
                                                 WHERE t.account_id = $5 AND t.list_id = $2
                                                   AND t.origin_list_id = ANY({in_target})))
                     RETURNING id, origin_list_id)
-                SELECT array_agg(id) AS ids, array_agg(origin_list_id) AS origins FROM m""",
+                SELECT (SELECT array_agg(id) FROM m) AS ids, d.origins, d.blocks
+                FROM (SELECT array_agg(o) AS origins, array_agg(b) AS blocks
+                      FROM (SELECT DISTINCT origin_list_id AS o, id >> {BLOCK_SHIFT} AS b FROM m) x) d""",
             to_campaign,
             to_list,
             ignore_duplicates,
@@ -403,6 +536,7 @@ async def move_leads(
         if row["ids"]:
             moved[from_campaign] = sorted(row["ids"])
             origins.update(row["origins"])
+            touched.update(zip(row["origins"], row["blocks"], strict=True))
     if origins:
         await conn.execute(
             """INSERT INTO lead_placements (account_id, origin_list_id, list_id, campaign_id)
@@ -413,6 +547,10 @@ async def move_leads(
             to_campaign,
             sorted(origins),
         )
+    pairs = sorted(touched)
+    await refresh_blocks(
+        conn, account_id=account_id, origins=[p[0] for p in pairs], blocks=[p[1] for p in pairs]
+    )
     return moved
 
 
@@ -443,7 +581,8 @@ async def copy_leads(
                 ORDER BY id),
             marked AS (
                 UPDATE leads s SET status = 'TRANSITION', updated_at = now()
-                FROM m WHERE $4 AND s.id = m.id RETURNING s.id),
+                FROM m WHERE $4 AND s.id = m.id
+                RETURNING s.id, s.account_id, s.origin_list_id, s.list_id, s.status),
             copied AS (
                 INSERT INTO leads (account_id, campaign_id, list_id, origin_list_id, external_id, phone,
                                    first_name, last_name, fields, timezone, suppression_causes)
@@ -452,7 +591,8 @@ async def copy_leads(
                             THEN array_append(array_remove(m.suppression_causes, '{DNC}'), '{DNC}')
                             ELSE array_remove(m.suppression_causes, '{DNC}') END
                 FROM m ORDER BY m.id
-                RETURNING id)
+                RETURNING id, account_id, origin_list_id, list_id, status),
+            blocks AS ({or_blocks("(SELECT * FROM copied UNION ALL SELECT * FROM marked) AS written")})
             SELECT c.id, m.campaign_id AS from_campaign, m.id AS source_id
             FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM copied) c
             JOIN (SELECT id, campaign_id, row_number() OVER (ORDER BY id) AS n FROM m) m USING (n)
@@ -554,7 +694,7 @@ async def apply_call_outcomes(
         return []
     return await _fetch(
         conn,
-        f"""UPDATE leads l SET
+        f"""WITH u AS (UPDATE leads l SET
                 pass_count = l.pass_count + o.passes,
                 system_disposition = o.system_disposition,
                 agent_disposition = COALESCE(o.agent_disposition, l.agent_disposition),
@@ -571,7 +711,9 @@ async def apply_call_outcomes(
                  AS o(account_id, lead_id, passes, system_disposition, agent_disposition, reached,
                       attempted_at, dnc)
             WHERE l.account_id = o.account_id AND l.id = o.lead_id
-            RETURNING l.id, l.account_id, l.phone""",
+            RETURNING l.id, l.account_id, l.phone, l.origin_list_id, l.list_id, l.status),
+            blocks AS ({or_blocks("u")})
+            SELECT id, account_id, phone FROM u""",
         [o["account_id"] for o in outcomes],
         [o["lead_id"] for o in outcomes],
         [o["passes"] for o in outcomes],
