@@ -40,10 +40,21 @@ async def _ready(cache: BloomCache, keys: list[bytes], *, expected_n: int | None
 
 
 async def test_added_keys_are_reported_present(cache: BloomCache) -> None:
-    acct = await _ready(cache, _phones(0, 1000))
+    acct = await _ready(cache, _phones(0, 1000), expected_n=2000)
     new = [b"phone:15550001111", b"email:a@example.com", b"person_id:\xe2\x82\xac-42"]
     assert await cache.add(acct, new) == AddResult(current=True, building=False)
     assert await cache.lookup(acct, new) == [True, True, True]
+
+
+async def test_an_add_past_the_planned_capacity_reports_the_filter_outgrown(cache: BloomCache) -> None:
+    acct = await _ready(cache, _phones(0, 1000), expected_n=1010)
+    assert (await cache.status(acct)).capacity == 1010
+    assert await cache.add(acct, _phones(5000, 5010)) == AddResult(
+        current=True, building=False, outgrown=False
+    )
+    assert await cache.add(acct, _phones(6000, 6001)) == AddResult(
+        current=True, building=False, outgrown=True
+    )
 
 
 async def test_loaded_keys_are_all_present_and_absent_keys_mostly_absent(cache: BloomCache) -> None:
@@ -166,7 +177,7 @@ async def test_rebuild_swaps_generations_and_forgets_deleted_keys(
 
 
 async def test_add_during_a_rebuild_lands_in_both_generations(cache: BloomCache) -> None:
-    acct = await _ready(cache, _phones(0, 1000))
+    acct = await _ready(cache, _phones(0, 1000), expected_n=2000)
     token = await cache.begin_rebuild(acct, 1000)
     late = [b"phone:19995550000", b"phone:19995550001"]
     assert await cache.add(acct, late) == AddResult(current=True, building=True)
@@ -183,7 +194,8 @@ async def test_large_add_uses_a_bulk_or_and_lands_in_both_generations(redis: aio
     acct = await _ready(cache, _phones(0, 1000))
     token = await cache.begin_rebuild(acct, 5000)
     many = _phones(10_000, 12_000)
-    assert await cache.add(acct, many) == AddResult(current=True, building=True)
+    # 3,000 keys in a generation planned for 1,000: outgrown (the building one is planned for 5,000).
+    assert await cache.add(acct, many) == AddResult(current=True, building=True, outgrown=True)
     assert all(await cache.lookup(acct, many) or [False])
     assert await cache.finish_rebuild(token)
     assert all(await cache.lookup(acct, many) or [False])

@@ -6,6 +6,7 @@ Redis; every check is compared with the model (zero false negatives, zero wrong 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from dialguard.messaging.outbox import SQL_DIR as MESSAGING_SQL
 from dialguard.platform.runtime import PLATFORM_SQL, ServiceRuntime
 from dialguard.platform.settings import ServiceSettings
 from dialguard.suppression import repository as repo
-from dialguard.suppression.cache_redis import RedisSuppressionCache
+from dialguard.suppression.cache_redis import RedisSuppressionCache, wait_for_older_transactions
 from dialguard.suppression.check_wire import CheckIdentifier
 from dialguard.suppression.checks import (
     batch_keys,
@@ -160,3 +161,64 @@ async def test_checks_match_the_model_through_flushes_and_rebuilds(harness: Any,
                 svc, phones, account_id=account, channel=channel, sender=None, stoplist_ids=None
             )
             assert fast == got, (phase, channel)
+
+
+async def test_an_account_that_outgrows_its_filter_gets_a_larger_one(harness: Any) -> None:
+    """A filter sized for a small account would saturate as it grows (every check a Postgres trip)."""
+    svc, _ = harness
+    account = f"grow-{uuid.uuid4().hex[:10]}"
+    async with svc.runtime.pool.acquire() as conn:
+        stoplist_id = await repo.default_stoplist_id(conn, account_id=account)
+    phones = [f"1267555{i:04d}" for i in range(1600)]
+
+    async def add(values: list[str]) -> None:
+        async with svc.runtime.pool.acquire() as conn, conn.transaction():
+            await add_entries(
+                svc,
+                conn,
+                account_id=account,
+                stoplist_id=stoplist_id,
+                entries=[NewEntry("phone", p, None) for p in values],
+                actor="test",
+            )
+
+    await add(phones[:10])
+    assert await svc.cache.rebuild(account)
+    first = await svc.cache.account_status(account)
+    assert first["state"] == "ready", first
+    assert first["capacity"] < 1100, first
+    await add(phones[10:])  # 1,600 entries in a filter planned for ~1,010
+    deadline = asyncio.get_running_loop().time() + 60
+    while (now := await svc.cache.account_status(account))["generation"] == first["generation"]:
+        assert asyncio.get_running_loop().time() < deadline, f"no larger filter was built: {now}"
+        await asyncio.sleep(0.05)
+    assert now["state"] == "ready", now
+    assert now["capacity"] >= 2 * 1600, now  # room to keep growing, not just the current size
+    assert now["entries"] == 1600, now
+    items = [CheckIdentifier("phone", p) for p in [*phones, "12675559999"]]
+    keys, errors = batch_keys(items, region="US")
+    assert not errors
+    found = await suppressed_keys(
+        svc,
+        [k for ks in keys for k in ks],
+        account_id=account,
+        channel=None,
+        sender=None,
+        stoplist_ids=None,
+    )
+    assert [not found.isdisjoint(ks) for ks in keys] == [True] * 1600 + [False]
+
+
+async def test_a_rebuild_waits_for_a_writer_whose_xid_is_above_every_completed_one(harness: Any) -> None:
+    """The rebuild's scan must see an add that ran before the build began (docs/suppression-cache.md, S2)."""
+    svc, _ = harness
+    pool = svc.runtime.pool
+    async with pool.acquire() as writer, pool.acquire() as waiter:
+        tx = writer.transaction()
+        await tx.start()
+        await writer.fetchval("SELECT pg_current_xact_id()")  # the writer holds the newest xid, uncommitted
+        waiting = asyncio.create_task(wait_for_older_transactions(waiter, poll_s=0.005))
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "the wait returned while an older writer was still open"
+        await tx.commit()
+        await asyncio.wait_for(waiting, 10)

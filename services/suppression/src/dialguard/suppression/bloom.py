@@ -27,10 +27,10 @@ Rebuild protocol for the service (see the doc for why each step is needed)::
 The service-side wait (it lives with the Postgres code, not here)::
 
     async def wait_for_older_transactions(conn: asyncpg.Connection, *, poll_s: float = 0.01) -> None:
-        \"\"\"Return once every transaction that was running when this was called has ended.\"\"\"
-        xmax = await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())")
+        \"\"\"Return once every transaction that wrote before this call has ended.\"\"\"
+        mine = await conn.fetchval("SELECT pg_current_xact_id()")  # not the snapshot's xmax: see cache_redis
         while await conn.fetchval(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot()) < $1::xid8", xmax
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) < $1::xid8", mine
         ):
             await asyncio.sleep(poll_s)
 """
@@ -135,11 +135,16 @@ class RebuildToken:
     _last_heartbeat: float = field(default_factory=time.monotonic)
 
 
-class AddResult(NamedTuple):
-    """Which generations an add wrote into."""
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """Which generations an add wrote into, and whether the current one now holds more than it was sized for."""
 
     current: bool
     building: bool
+    outgrown: bool = False
+    entries: int = field(
+        default=0, compare=False
+    )  # in the current generation after the add (uncommitted too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,7 +592,12 @@ class BloomCache:
                     await self._redis.delete(*tmp_keys)
             if int(reply[0]) == 1:
                 self._add_cache[account_id] = (want_cur, want_build)
-                return AddResult(bool(int(reply[1])), bool(int(reply[2])))
+                wrote_cur = bool(int(reply[1]))
+                # Past its planned capacity a filter's false-positive rate climbs until every lookup
+                # is a "maybe" and every check goes to Postgres: the caller rebuilds it larger.
+                entries = int(reply[3])
+                outgrown = wrote_cur and entries > self._gen(want_cur).capacity
+                return AddResult(wrote_cur, bool(int(reply[2])), outgrown, entries)
             want_cur, want_build = _text(reply[1]), _text(reply[2])
             self._add_cache[account_id] = (want_cur, want_build)
         raise BloomCacheError(f"add for account {account_id!r} kept racing generation changes")

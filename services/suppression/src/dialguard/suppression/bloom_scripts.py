@@ -58,6 +58,7 @@ end
 
 # KEYS: meta cur build [tmp_cur tmp_build]
 # ARGV: want_cur want_build payload_cur payload_build nkeys mexists madd key...
+# -> {1, wrote_cur, wrote_build, cur_entries after the add} or {0, cur_desc, build_desc} (raced).
 # payload: '' (no generation), 'P'..packed uint32 LE bit offsets, 'T' (OR the tmp key in),
 # 'K' (RedisBloom: the keys in ARGV[8..]).
 ADD = (
@@ -103,11 +104,11 @@ local function write(key, payload, tmp)
   end
   return false
 end
-local wrote_cur, wrote_build = 0, 0
+local wrote_cur, wrote_build, cur_entries = 0, 0, 0
 if have_cur ~= '' then
   local err = write(cur, ARGV[3], KEYS[4])
   if err then return err end
-  redis.call('HINCRBY', meta, 'cur_entries', tonumber(ARGV[5]))
+  cur_entries = redis.call('HINCRBY', meta, 'cur_entries', tonumber(ARGV[5]))
   wrote_cur = 1
 end
 if have_build ~= '' then
@@ -116,7 +117,7 @@ if have_build ~= '' then
   redis.call('HINCRBY', meta, 'build_added', tonumber(ARGV[5]))
   wrote_build = 1
 end
-return {1, wrote_cur, wrote_build}
+return {1, wrote_cur, wrote_build, cur_entries}
 """
 )
 
