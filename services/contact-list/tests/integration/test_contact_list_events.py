@@ -192,6 +192,39 @@ async def test_commit_emits_contact_imported_and_import_completed(
     }
 
 
+async def test_contact_imported_units_are_the_stored_units(
+    infra: Any, shared_service: ServiceProcess, producer: AIOKafkaProducer
+) -> None:
+    # A contact with nothing suppressed is published with its units as staged; one with a suppressed
+    # unit has them aggregated again from the projection: both must equal what the API stores.
+    svc = shared_service
+    account = f"cu-{uuid.uuid4().hex[:6]}"
+    p1, p2 = "12672345681", "12672345682"
+    async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as c:
+        probe = await create_list(c, account)
+        await import_file(c, probe["id"], f"phone\n{p2}\n", account)
+        await publish(
+            producer, SUPPRESSION_CHANGES, account, "SuppressionChanged",
+            suppression("added", p2, "voice", True, "e-cu-1"), f"{account}:phone:{p2}",
+        )  # fmt: skip
+        await counts_become(c, probe["id"], account, total=1, flagged=1)
+        cl = await create_list(c, account)
+        await import_file(
+            c, cl["id"], f"phone,email\n{p1},Ann@Example.com\n{p2},bob@example.com\n{p1},\n", account
+        )
+        stored = await contacts_by_external_id(c, cl["id"], account)
+    imported = await consume(infra, CONTACTS_IMPORTED, account, 4)
+    published = {
+        env["payload"]["contact"]["contact_id"]: env["payload"]["contact"]["units"]
+        for _, env in imported
+        if env["payload"]["contact_list_id"] == cl["id"]
+    }
+    assert len(stored) == 3
+    assert [u["callable"] for u in stored["2"]["units"]] == [False, True]
+    for contact in stored.values():
+        assert published[contact["id"]] == contact["units"]
+
+
 async def test_suppression_changes_flag_and_unflag_contacts(
     shared_service: ServiceProcess, producer: AIOKafkaProducer
 ) -> None:

@@ -119,7 +119,9 @@ async def _stage(
             [p.name for _, p, _ in valid],
             [orjson.dumps(p.fields).decode() for _, p, _ in valid],
             [p.timezone for _, p, _ in valid],
-            [orjson.dumps(p.units).decode() for _, p, _ in valid],
+            # callable: true, as the unit is unless the suppression projection says otherwise at commit
+            # (ContactImported takes these units as they are for a contact with nothing suppressed).
+            [orjson.dumps([{**u, "callable": True} for u in p.units]).decode() for _, p, _ in valid],
             [p.row_hash for _, p, _ in valid],
             [r for _, _, r in valid],
         )

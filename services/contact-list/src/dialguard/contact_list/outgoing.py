@@ -87,7 +87,9 @@ async def enqueue_staged_contacts_imported(
 ) -> None:
     """One ContactImported per contact of the import being committed (repository.stage_commit's tables), in
     file order, written to the outbox by one INSERT ... SELECT: the envelope is built by Postgres (json, not
-    jsonb: text is what goes out), so a million contacts cost no Python object each. The same envelope and key as publish_contacts_imported."""
+    jsonb: text is what goes out), so a million contacts cost no Python object each. The same envelope and key as publish_contacts_imported.
+    A contact's units are its staged units (staged with callable true) unless one of them is suppressed;
+    only those contacts' units are aggregated again."""
     campaign = campaign_link(list_row)
     await conn.execute(
         """INSERT INTO outbox (topic, key, value, event_id, event_type, correlation_id)
@@ -104,14 +106,17 @@ async def enqueue_staged_contacts_imported(
                   e.event_id, 'ContactImported', $4
            FROM (SELECT w.row_number, w.id, gen_random_uuid() AS event_id, w.external_id,
                         coalesce(c.name, w.name) AS name, coalesce(c.fields, w.fields) AS fields,
-                        coalesce(c.timezone, w.timezone) AS timezone, coalesce(k.units, '[]'::json) AS units
+                        coalesce(c.timezone, w.timezone) AS timezone,
+                        coalesce(k.units, w.units::json) AS units
                  FROM commit_contacts w
                  LEFT JOIN LATERAL (SELECT c.name, c.fields, c.timezone FROM contacts c
                                     WHERE w.existed AND c.id = w.id) c ON true
                  LEFT JOIN (SELECT contact_id, json_agg(json_build_object(
                                 'type', type, 'value', value, 'channel', channel, 'priority', priority,
                                 'callable', callable) ORDER BY position) AS units
-                            FROM commit_units GROUP BY 1) k ON k.contact_id = w.id) e
+                            FROM commit_units
+                            WHERE contact_id IN (SELECT contact_id FROM commit_units WHERE NOT callable)
+                            GROUP BY 1) k ON k.contact_id = w.id) e
            ORDER BY e.row_number""",
         CONTACTS_IMPORTED,
         account_id,

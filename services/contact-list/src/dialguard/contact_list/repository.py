@@ -218,13 +218,19 @@ async def stage_commit(
 ) -> None:
     """The import's contacts as they will be written, in two transaction-local tables: one row per external
     id (the file's last row for it wins; rows without one are numbered on from the list's sequence), its
-    id (the existing contact's when the list has it) and its units with `callable` from the projection."""
+    id (the existing contact's when the list has it) and its units with `callable` from the projection.
+    commit_contacts.units are the staged units, each `callable: true`: ContactImported publishes them as
+    they are for a contact none of whose units is suppressed."""
     await conn.execute(
         """CREATE TEMP TABLE commit_contacts ON COMMIT DROP AS
            WITH r AS (
                SELECT coalesce(external_id, ($2::bigint + row_number() OVER (
                           PARTITION BY external_id IS NULL ORDER BY row_number))::text) AS external_id,
-                      row_number, name, fields, timezone, units
+                      row_number, name, fields, timezone,
+                      -- staged with callable: true; rows staged before it was (an older version) get it
+                      CASE WHEN units -> 0 ? 'callable' THEN units
+                           ELSE (SELECT coalesce(jsonb_agg(u || '{"callable": true}' ORDER BY n), '[]')
+                                 FROM jsonb_array_elements(units) WITH ORDINALITY AS e(u, n)) END AS units
                FROM import_rows WHERE import_id = $1),
            w AS (SELECT DISTINCT ON (external_id) * FROM r ORDER BY external_id, row_number DESC)
            SELECT coalesce(c.id, gen_random_uuid()) AS id, c.id IS NOT NULL AS existed, w.*
