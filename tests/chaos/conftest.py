@@ -12,7 +12,7 @@ from dialguard.testing.fixtures import REPO
 
 from .rig import LONG, PLAN, Rig, table
 
-RESULTS = REPO / "bench" / "results" / "chaos.md"
+RESULTS = REPO / "bench" / "results" / ("chaos-long.md" if LONG else "chaos.md")
 _TABLE = pytest.StashKey[str]()
 
 

@@ -110,9 +110,11 @@ class Cycle:
                 await asyncio.sleep(PLAN.warmup)
                 self.row.in_flight = self._pending()
                 self.fault_started = time.monotonic()
+                wall_start = time.time()
                 self.rig.broker_gone_at = None
                 await inject()
                 self.fault_healed = time.monotonic()
+                wall_healed = time.time()
                 self.broker_stopped_at = self.rig.broker_gone_at
                 await asyncio.sleep(PLAN.cooldown)
                 self.stop_load.set()
@@ -126,6 +128,7 @@ class Cycle:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            await self._during_fault(wall_start, wall_healed)
             t2 = time.monotonic()
             await self._caught_up()
             self.timings["caught up"] = time.monotonic() - t2
@@ -214,6 +217,7 @@ class Cycle:
         """One upstream event; where it is only when the broker acked it."""
         assert self.rig.producer is not None
         env = Envelope(event_type=event_type, account_id=self.account, producer="chaos", payload=payload)
+        await self.rig.publishing.wait()
         try:
             meta = await asyncio.wait_for(
                 self.rig.producer.send_and_wait(
@@ -637,6 +641,18 @@ class Cycle:
             if phones:
                 self.row.duplicated_where[where] = len(phones)
         self.row.duplicated = len(set().union(*dup.values()))
+
+    async def _during_fault(self, start: float, healed: float) -> None:
+        """How many requests each target received while the fault lasted (a slow A must not stall B)."""
+        got = {}
+        for name, target, prefix in (
+            ("A", self.rig.target_a, self.prefix_a),
+            ("B", self.rig.target_b, self.prefix_b),
+        ):
+            got[name] = sum(1 for r in await target.requests(prefix) if start <= r["received_at"] <= healed)
+        self.row.notes.append(
+            f"requests received during the fault ({healed - start:.1f} s): target A {got['A']}, target B {got['B']}"
+        )
 
     async def _caught_up(self) -> None:
         """Every service's consumers at the end of their partitions (dialguard_consumer_lag 0)."""

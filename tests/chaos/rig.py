@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -279,6 +280,8 @@ class Rig:
         # (topic, partition) -> the log's end when the broker last lost its logs (Tansu memory)
         self.rewound_end: dict[tuple[str, int], int] = {}
         self.broker_gone_at: float | None = None  # when the stopped broker's process had exited
+        self.publishing = asyncio.Event()  # cleared while a restarted broker gets its topics back
+        self.publishing.set()
 
     async def start(self) -> None:
         started = time.monotonic()
@@ -379,12 +382,27 @@ class Rig:
             ends[tp] = max(ends.get(tp, 0), end)
         self.rewound_end, self.log_end = ends, {}
         await asyncio.sleep(PLAN.hold)
-        await asyncio.to_thread(self.stack.start_broker)
         # Tansu keeps topics in memory: they are gone. Recreate them as an operator would, before the
-        # services' producers auto-create them with the wrong partition count.
-        await ensure_topics(self.stack.kafka_bootstrap, TOPICS)
+        # services' clients auto-create them with the broker's default partition count (they did, with
+        # four services). Kafka keeps its topics, so the services and our publishers are held (SIGSTOP,
+        # a gate) for the moment between the broker's start and the topics' return.
+        self.publishing.clear()
+        self._signal_services(signal.SIGSTOP)
+        try:
+            await asyncio.to_thread(self.stack.start_broker)
+            await ensure_topics(self.stack.kafka_bootstrap, TOPICS)
+        finally:
+            self._signal_services(signal.SIGCONT)
+            self.publishing.set()
         assert self.watch is not None
         await self.watch.rewind()
+
+    def _signal_services(self, sig: signal.Signals) -> None:
+        """Signal the process group of every running service of this rig (our children, by PID)."""
+        for proc in self.services.values():
+            if proc.proc is not None and proc.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.proc.pid, sig)
 
     async def _log_ends(self) -> dict[tuple[str, int], int]:
         """The end of every partition of the tracked topics (what consumers' positions may be up to)."""
