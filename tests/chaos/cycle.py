@@ -83,6 +83,8 @@ class Cycle:
         self.broker_stopped_at: float | None = None
         self.clients: dict[str, httpx.AsyncClient] = {}
         self.timings: dict[str, float] = {}
+        self.target_ids: dict[str, str] = {}  # "A" / "B" -> outbound-sync target id
+        self._rows: dict[str, dict[str, list[str]]] = {}  # outbound-sync's delivery rows, last snapshot
 
     def h(self, roles: list[str] | None = None) -> dict[str, str]:
         return auth(self.account, roles or MANAGER)
@@ -162,9 +164,10 @@ class Cycle:
                 "body_template": '{"phone": "{{identifier.value}}"}',
             },
         ]
-        for body in targets:
+        for name, body in zip(("A", "B"), targets, strict=True):
             r = await osync.post(f"/v1/stoplists/{self.stoplist_id}/targets", json=body, headers=self.h())
             assert r.status_code == 201, r.text
+            self.target_ids[name] = str(r.json()["id"])
         lists: dict[str, int] = {}
         for name in ("A", "B", "C"):
             r = await la.post(f"{self.la}/dialGroups", json={"name": f"dg-{name}"}, headers=self.h())
@@ -460,6 +463,32 @@ class Cycle:
             return None
         return out
 
+    async def _delivery_rows(self) -> dict[str, dict[str, list[str]]] | None:
+        """outbound-sync's own view: target -> phone -> the status of each of its delivery rows."""
+        out: dict[str, dict[str, list[str]]] = {}
+        try:
+            for name, target_id in self.target_ids.items():
+                per_phone: dict[str, list[str]] = defaultdict(list)
+                cursor: str | None = None
+                while True:
+                    params: dict[str, Any] = {"limit": 1000}
+                    if cursor:
+                        params["cursor"] = cursor
+                    r = await self.clients["outbound-sync"].get(
+                        f"/v1/targets/{target_id}/deliveries", params=params, headers=self.h(VIEWER)
+                    )
+                    if r.status_code != 200:
+                        return None
+                    for row in r.json()["items"]:
+                        per_phone[str((row.get("identifier") or {}).get("value"))].append(row["status"])
+                    cursor = r.json().get("next_cursor")
+                    if not cursor:
+                        break
+                out[name] = per_phone
+        except httpx.HTTPError:
+            return None
+        return out
+
     async def _snapshot(self) -> dict[str, set[str]] | None:
         """Where each accepted opt-out is still missing (None when a surface did not answer)."""
         assert self.rig.watch is not None
@@ -468,7 +497,8 @@ class Cycle:
         entries = await self._entries()
         leads = await self._leads()
         deliveries = await self._deliveries()
-        if answers is None or entries is None or leads is None or deliveries is None:
+        rows = await self._delivery_rows()
+        if answers is None or entries is None or leads is None or deliveries is None or rows is None:
             return None
         added, removed = self.rig.watch.added, self.rig.watch.removed
         lead_ok = {
@@ -490,6 +520,12 @@ class Cycle:
             },
             "not delivered to target A": {p for p in accepted if not deliveries["A"].get(p)},
             "not delivered to target B": {p for p in accepted if not deliveries["B"].get(p)},
+            "not `delivered` in outbound-sync's deliveries of target A": {
+                p for p in accepted if "delivered" not in rows["A"].get(p, ())
+            },
+            "not `delivered` in outbound-sync's deliveries of target B": {
+                p for p in accepted if "delivered" not in rows["B"].get(p, ())
+            },
             "unstop not applied": {
                 p for p in self.unstopped if answers.get(p) or (self.account, p) not in removed
             },
@@ -506,6 +542,7 @@ class Cycle:
                 calls_twice.add(str(lead_id))
         missing["call result not applied (lead pass_count)"] = calls_lost
         self._last = (entries, deliveries, calls_twice)
+        self._rows = rows
         return missing
 
     async def _recover(self) -> None:
@@ -579,7 +616,7 @@ class Cycle:
             return set()
         if where.startswith("call result"):
             return {lead for lead in phones if self._call_died(int(lead))}
-        downstream = where.startswith(("a lead", "not delivered"))
+        downstream = where.startswith(("a lead", "not delivered", "not `delivered`"))
         return {p for p in phones if self._died_with_tansu(p, downstream=downstream)}
 
     def _died_with_tansu(self, phone: str, *, downstream: bool) -> bool:
@@ -632,6 +669,8 @@ class Cycle:
             },
             "call result applied twice (lead pass_count)": calls_twice,
         }
+        for name, statuses in self._rows.items():
+            dup[f"two delivery rows at target {name}"] = {p for p, st in statuses.items() if len(st) > 1}
         for name, per_phone in deliveries.items():
             dup[f"two Idempotency-Keys at target {name}"] = {
                 p for p, keys in per_phone.items() if len(set(keys)) > 1
