@@ -14,7 +14,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from dialguard.events.envelope import format_time
-from dialguard.identifiers import IdentifierType, InvalidIdentifier, normalize_identifier, validate_channel
+from dialguard.identifiers import (
+    Channel,
+    IdentifierType,
+    InvalidIdentifier,
+    normalize_identifier,
+    validate_channel,
+)
 from dialguard.platform.auth import OUTBOUND_MANAGER, READERS, Principal, require_roles
 from dialguard.platform.errors import ApiError, not_found
 from dialguard.platform.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor_key, encode_cursor
@@ -35,7 +41,6 @@ Reader = Annotated[Principal, Depends(require_roles(*READERS))]
 Checker = Annotated[Principal, Depends(require_roles(*CHECK_ROLES))]
 
 IdType = IdentifierType
-ChannelName = Literal["voice", "sms", "whatsapp", "viber", "email", "messenger"]
 Source = Literal[
     "end_user_message", "campaign_action", "url_opt_out", "manual", "agent_disposition", "api", "import"
 ]
@@ -48,7 +53,7 @@ class IdentifierIn(BaseModel):
 
 class EntryIn(BaseModel):
     identifier: IdentifierIn
-    channel: ChannelName | None = None
+    channel: Channel | None = None
     sender: str | None = Field(default=None, max_length=256)
     source: Source = "api"
     reason: str | None = Field(default=None, max_length=1000)
@@ -76,7 +81,7 @@ class PasswordIn(BaseModel):
 
 class CheckIn(BaseModel):
     identifiers: list[IdentifierIn] = Field(max_length=MAX_CHECK_IDS)
-    channel: ChannelName | None = None
+    channel: Channel | None = None
     sender: str | None = Field(default=None, max_length=256)
     stoplist_ids: list[uuid.UUID] | None = Field(default=None, max_length=1000)
     region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
@@ -284,7 +289,7 @@ async def list_entries(
     principal: Reader,
     type: Annotated[list[IdType] | None, Query()] = None,
     value: Annotated[list[str] | None, Query()] = None,
-    channel: Annotated[list[ChannelName] | None, Query()] = None,
+    channel: Annotated[list[Channel] | None, Query()] = None,
     sender: Annotated[list[str] | None, Query()] = None,
     source: Annotated[list[Source] | None, Query()] = None,
     added_from: Annotated[list[datetime] | None, Query()] = None,
@@ -435,7 +440,7 @@ async def check_one(
     principal: Checker,
     type: IdType,
     value: Annotated[str, Query(min_length=1, max_length=512)],
-    channel: ChannelName | None = None,
+    channel: Channel | None = None,
     sender: Annotated[str | None, Query(max_length=256)] = None,
     region: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
 ) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class RedisSuppressionCache:
     HEADROOM = 1.05  # a rebuild after a flush or a restart: the account's size is what it is
     GROWTH_HEADROOM = 2.0  # a rebuild because adds outgrew the filter
 
-    def __init__(self, redis_url: str, *, scan_chunk: int = 100_000) -> None:
+    def __init__(self, redis_url: str, *, scan_chunk: int = 20_000) -> None:
         self._redis: Redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._bloom = BloomCache(self._redis)
         self._started = False
