@@ -6,16 +6,15 @@ Fixed since the suite found it: while Postgres restarted, suppression answered 5
 platform now maps asyncpg connection, interface, internal-client and operator-intervention errors and
 OSError to 503 + Retry-After, in every service and in the check fast path).
 
-OPEN, INTERMITTENT, LONG FORM ONLY (reported, cause not yet pinned): `[broker stop/start]` sometimes loses a
-few HTTP-acknowledged adds *from the topic*: their outbox rows are gone (backlog 0) and the check API
-suppresses them, but their SuppressionChanged is not on suppression.changes.v1 — a fresh consumer
-reading from offset 0 does not find it either (the cycle's notes say so). The lost ones are always the
-first outbox batch relayed in the ~0.3-4 s after the restarted broker is up and topics are recreated.
-Either Tansu acks that first produce without storing it, or the relay (libs/messaging relay.py)
-deletes rows whose send did not land; a run against real Kafka (`make up`) would tell which.
+LONG FORM ONLY (cause found, see docs/hardening.md): `[broker stop/start]` used to lose a few
+HTTP-acknowledged adds *from the topic* now and then: their outbox rows were gone and the check API
+suppressed them, but their SuppressionChanged was not on suppression.changes.v1. Tansu's memory
+storage acknowledges a produce to a partition the topic does not have; after a restart an early
+metadata request auto-created topics with the broker's default partition count while the relay still
+sent by key to the contract's count. The rig now pauses the services while it recreates the topics.
 Losses of data Tansu held in memory before the restart are counted apart and do not fail the test.
 Because the local broker's storage is memory (a restart is a new, empty broker), this case runs in the
-long form (`make chaos`) and not in `make test`, where it failed 1 run in 3; it stays open in issue 8.
+long form (`make chaos`) and not in `make test`.
 """
 
 from __future__ import annotations
