@@ -226,6 +226,59 @@ async def test_event_leaves_the_outbox_only_if_its_transaction_committed(
         await pool.close()
 
 
+async def test_relay_refuses_a_topic_whose_partition_count_is_not_the_contracts(
+    infra: Any, dsns: dict[str, str]
+) -> None:
+    """Keyed publishing over a wrong partition count misroutes (Tansu even acks a partition that does not
+    exist): the rows must stay in the outbox until the topic matches, then go out once."""
+    from dialguard.db.migrations import apply_migrations
+    from dialguard.messaging.admin import ensure_topics
+    from dialguard.messaging.outbox import SQL_DIR
+
+    topic = f"t.layout-{uuid.uuid4().hex[:8]}.v1"
+    await ensure_topics(infra.kafka_bootstrap, {topic: 2})
+    dsn = dsns["suppression"]
+    pool = await create_pool(dsn, schema="suppression")
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, schema="suppression", directories=[SQL_DIR])
+        async with conn.transaction():
+            await enqueue(conn, [OutgoingEvent(topic, "k", ping_envelope())], schema="suppression")
+    producer = await start_producer(infra.kafka_bootstrap, client_id="test-relay-layout")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=infra.kafka_bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        wrong = OutboxRelay(dsn=dsn, pool=pool, schema="suppression", producer=producer, layout={topic: 3})
+        wrong.start()
+        await asyncio.sleep(2.0)  # several retries of the leader loop
+        await wrong.stop()
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 1, "published over a wrong layout"
+        assert not [r for rs in (await consumer.getmany(timeout_ms=500)).values() for r in rs]
+
+        right = OutboxRelay(dsn=dsn, pool=pool, schema="suppression", producer=producer, layout={topic: 2})
+        right.start()
+        try:
+            got: list[Any] = []
+            deadline = asyncio.get_running_loop().time() + 30
+            while not got and asyncio.get_running_loop().time() < deadline:
+                got = [r for rs in (await consumer.getmany(timeout_ms=300)).values() for r in rs]
+            assert len(got) == 1
+            await wait_for(lambda: _outbox_empty(pool), timeout=10)
+        finally:
+            await right.stop()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+
+
+async def _outbox_empty(pool: asyncpg.Pool) -> bool:
+    async with pool.acquire() as conn:
+        return bool(await conn.fetchval("SELECT count(*) = 0 FROM outbox"))
+
+
 def _event_ids(records: Any) -> set[str]:
     """Event ids on the topic (other tests leave malformed messages there on purpose)."""
     ids = set()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -12,6 +14,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from dialguard.db.pool import connect
+from dialguard.events.topics import TOPICS
 from dialguard.messaging.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from dialguard.messaging.outbox import notify_channel
 from dialguard.messaging.partitioning import partitions_for_keys
@@ -19,8 +22,20 @@ from dialguard.messaging.partitioning import partitions_for_keys
 log = structlog.get_logger(__name__)
 
 
+class TopicLayoutMismatch(RuntimeError):
+    """The broker's partition count for a topic is not the contract's: publishing by key would misroute."""
+
+
 class OutboxRelay:
-    """One leader per schema (advisory lock) keeps per-key order; rows are deleted after the broker acks."""
+    """One leader per schema (advisory lock) keeps per-key order; rows are deleted after the broker acks.
+
+    Before a batch it re-reads the brokers' metadata (at most once per metadata_refresh_s) and refuses
+    a topic whose partition count is not the contract's: rows then stay in the outbox and the relay
+    retries. Partitioning by key over a wrong count breaks per-key order, and a broker may even ack
+    a produce to a partition the topic does not have — Tansu's memory storage does, after a restart
+    auto-created topics with its default count while this producer still held the old metadata:
+    acked, deleted from the outbox, and never readable (docs/hardening.md).
+    """
 
     def __init__(
         self,
@@ -31,6 +46,8 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         batch_size: int = 1000,
         idle_poll_s: float = 1.0,
+        layout: Mapping[str, int] = TOPICS,
+        metadata_refresh_s: float = 1.0,
     ) -> None:
         self._dsn = dsn
         self._pool = pool
@@ -42,6 +59,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self.is_leader = False
         self._lock_key = zlib.crc32(f"outbox:{schema}".encode())
+        self._layout = layout
+        self._metadata_refresh_s = metadata_refresh_s
+        self._metadata_at = float("-inf")
 
     def start(self) -> None:
         """Run in the background until stop()."""
@@ -124,8 +144,15 @@ class OutboxRelay:
         for row in rows:
             by_topic.setdefault(row["topic"], []).append(row)
         futures: list[asyncio.Future[Any]] = []
+        await self._fresh_metadata()
         for topic, topic_rows in by_topic.items():
             count = len(await self._producer.partitions_for(topic))
+            expected = self._layout.get(topic)
+            if expected is not None and count != expected:
+                raise TopicLayoutMismatch(
+                    f"{topic} has {count} partitions on the broker, the contract says {expected}: "
+                    "not publishing (rows stay in the outbox) until the topic is recreated"
+                )
             partitions = partitions_for_keys([r["key"] for r in topic_rows], count)
             builders: dict[int, Any] = {}
             for row, partition in zip(topic_rows, partitions, strict=True):
@@ -149,6 +176,16 @@ class OutboxRelay:
             for partition, builder in builders.items():
                 futures.append(await self._producer.send_batch(builder, topic, partition=partition))
         return futures
+
+    async def _fresh_metadata(self) -> None:
+        """Metadata no older than metadata_refresh_s: a restarted or replaced broker is noticed at once."""
+        now = time.monotonic()
+        if now - self._metadata_at >= self._metadata_refresh_s:
+            if not await self._producer.client.force_metadata_update():
+                raise ConnectionError(
+                    "broker metadata could not be refreshed; not publishing on stale metadata"
+                )
+            self._metadata_at = now
 
     async def backlog(self) -> int:
         """Rows waiting to be published (an ops signal: it should hover near zero)."""
