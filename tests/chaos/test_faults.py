@@ -6,7 +6,7 @@ Fixed since the suite found it: while Postgres restarted, suppression answered 5
 platform now maps asyncpg connection, interface, internal-client and operator-intervention errors and
 OSError to 503 + Retry-After, in every service and in the check fast path).
 
-LONG FORM ONLY (cause found, see docs/hardening.md): `[broker stop/start]` used to lose a few
+LONG FORM ONLY (probable cause found, see docs/hardening.md): `[broker stop/start]` used to lose a few
 HTTP-acknowledged adds *from the topic* now and then: their outbox rows were gone and the check API
 suppressed them, but their SuppressionChanged was not on suppression.changes.v1. Tansu's memory
 storage acknowledges a produce to a partition the topic does not have; after a restart an early
