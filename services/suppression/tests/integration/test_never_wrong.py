@@ -77,6 +77,14 @@ async def harness(infra: Any, dsns: dict[str, str]) -> Any:
     await pool.close()
 
 
+async def add_committed(svc: Suppression, account: str, stoplist_id: Any, entries: list[NewEntry]) -> None:
+    """The handlers' add in a transaction of its own, committed on return."""
+    async with svc.runtime.pool.acquire() as conn, conn.transaction():
+        await add_entries(
+            svc, conn, account_id=account, stoplist_id=stoplist_id, entries=entries, actor="test"
+        )
+
+
 def expected(model: dict[tuple[str, str | None], bool], phone: str, channel: str | None) -> bool:
     return any(
         live and value == phone and (entry_channel is None or channel is None or entry_channel == channel)
@@ -95,15 +103,7 @@ async def test_checks_match_the_model_through_flushes_and_rebuilds(harness: Any,
     for op, index, channel in program:
         phone = PHONES[index] if index is not None else ""
         if op == "add":
-            async with svc.runtime.pool.acquire() as conn, conn.transaction():
-                await add_entries(
-                    svc,
-                    conn,
-                    account_id=account,
-                    stoplist_id=stoplist_id,
-                    entries=[NewEntry("phone", phone, channel)],
-                    actor="test",
-                )
+            await add_committed(svc, account, stoplist_id, [NewEntry("phone", phone, channel)])
             model.setdefault((phone, channel), True)
         elif op == "remove":
             async with svc.runtime.pool.acquire() as conn, conn.transaction():
@@ -172,15 +172,7 @@ async def test_an_account_that_outgrows_its_filter_gets_a_larger_one(harness: An
     phones = [f"1267555{i:04d}" for i in range(1600)]
 
     async def add(values: list[str]) -> None:
-        async with svc.runtime.pool.acquire() as conn, conn.transaction():
-            await add_entries(
-                svc,
-                conn,
-                account_id=account,
-                stoplist_id=stoplist_id,
-                entries=[NewEntry("phone", p, None) for p in values],
-                actor="test",
-            )
+        await add_committed(svc, account, stoplist_id, [NewEntry("phone", p, None) for p in values])
 
     await add(phones[:10])
     assert await svc.cache.rebuild(account)

@@ -40,14 +40,13 @@ Manager = Annotated[Principal, Depends(require_roles(OUTBOUND_MANAGER))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
 Checker = Annotated[Principal, Depends(require_roles(*CHECK_ROLES))]
 
-IdType = IdentifierType
 Source = Literal[
     "end_user_message", "campaign_action", "url_opt_out", "manual", "agent_disposition", "api", "import"
 ]
 
 
 class IdentifierIn(BaseModel):
-    type: IdType
+    type: IdentifierType
     value: str = Field(min_length=1, max_length=512)
 
 
@@ -287,7 +286,7 @@ async def list_entries(
     stoplist_id: uuid.UUID,
     request: Request,
     principal: Reader,
-    type: Annotated[list[IdType] | None, Query()] = None,
+    type: Annotated[list[IdentifierType] | None, Query()] = None,
     value: Annotated[list[str] | None, Query()] = None,
     channel: Annotated[list[Channel] | None, Query()] = None,
     sender: Annotated[list[str] | None, Query()] = None,
@@ -438,7 +437,7 @@ async def truncate(
 async def check_one(
     request: Request,
     principal: Checker,
-    type: IdType,
+    type: IdentifierType,
     value: Annotated[str, Query(min_length=1, max_length=512)],
     channel: Channel | None = None,
     sender: Annotated[str | None, Query(max_length=256)] = None,
