@@ -56,15 +56,17 @@ async def enqueue(
     if not events:
         return
     rows = [_encoded(e) for e in events]
+    # Delivered at commit only, and folded into one notification per transaction; one round trip.
     await conn.execute(
-        """INSERT INTO outbox (topic, key, value, event_id, event_type, correlation_id)
-           SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::uuid[], $5::text[], $6::text[])""",
+        """WITH queued AS (
+             INSERT INTO outbox (topic, key, value, event_id, event_type, correlation_id)
+             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::uuid[], $5::text[], $6::text[]))
+           SELECT pg_notify($7, '')""",
         [e.topic for e in rows],
         [e.key.encode() if e.key is not None else None for e in rows],
         [e.value for e in rows],
         [e.event_id for e in rows],
         [e.event_type for e in rows],
         [e.correlation_id for e in rows],
+        notify_channel(schema),
     )
-    # Delivered at commit only, and folded into one notification per transaction.
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))

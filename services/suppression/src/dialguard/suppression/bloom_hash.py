@@ -216,18 +216,15 @@ def probes(layout: Layout, a: U64, b: U64) -> Probes:
 
 
 def bit_offsets(p: Probes) -> U32:
-    """Absolute bit offsets (BITFIELD numbering, header included) of every bit the keys set."""
-    parts: list[npt.NDArray[np.int64]] = []
-    for w, m in ((p.w1, p.m1), (p.w2, p.m2)):
-        base = (w + HEADER_WORDS) * 64
-        for q in range(64):
-            sel = (m >> np.uint64(q)) & _ONE
-            if not sel.any():
-                continue
-            parts.append(base[sel.astype(bool)] + (63 - q))
-    if not parts:
-        return np.zeros(0, dtype=np.uint32)
-    return np.unique(np.concatenate(parts)).astype(np.uint32)
+    """Absolute bit offsets (BITFIELD numbering, header included) of every bit the keys set.
+
+    A mask's big-endian bytes unpack most significant bit first, which is BITFIELD's order within a
+    word, so column j of the unpacked rows is bit offset j of the word: a few array operations in
+    all, where a loop over the 64 bit positions cost ~130 small ones (most of an add's CPU)."""
+    words = np.concatenate((p.w1, p.w2))
+    masks = np.concatenate((p.m1, p.m2)).astype(">u8")
+    rows, cols = np.nonzero(np.unpackbits(masks.view(np.uint8)).reshape(-1, 64))
+    return np.unique((words[rows] + HEADER_WORDS) * 64 + cols).astype(np.uint32)
 
 
 def new_bitmap(layout: Layout) -> U64:

@@ -67,6 +67,14 @@ class RedisSuppressionCache:
             await self._bloom.start()
             self._started = True
 
+    async def warm_up(self) -> None:
+        """Connect and detect the server now, so the first opt-out does not pay for it (best effort:
+        with Redis down the service still starts, and checks answer from Postgres)."""
+        try:
+            await asyncio.wait_for(self._ensure_started(), 5.0)
+        except REDIS_ERRORS as exc:
+            log.warning("cache not reachable at start, will retry on use", error=repr(exc))
+
     async def add(self, account_id: str, keys: Sequence[bytes]) -> None:
         await self._ensure_started()
         result = await self._bloom.add(account_id, keys)

@@ -125,6 +125,7 @@ async def add_entries(
         await svc.runtime.publish(
             conn, changed_events(svc.runtime, account_id, rows, "added", [True] * len(rows), correlation)
         )
+        await repo.count_entries(conn, rows=rows, sign=1)
     return rows
 
 
@@ -167,6 +168,7 @@ async def remove_entries(
     await svc.runtime.publish(
         conn, changed_events(svc.runtime, account_id, rows, op, suppressed, correlation, remaining)
     )
+    await repo.count_entries(conn, rows=rows, sign=-1)
     return rows
 
 

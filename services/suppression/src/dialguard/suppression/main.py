@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
     async def on_start(rt: ServiceRuntime) -> None:
         if isinstance(cache, RedisSuppressionCache):
             cache.bind(rt.pool)
+            rt.background(cache.warm_up)
         rt.background(expiry_sweeper)
         async with rt.pool.acquire() as conn:  # an import's job died with the previous process
             await conn.execute(

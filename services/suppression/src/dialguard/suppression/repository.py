@@ -31,16 +31,16 @@ async def create_stoplist(
 
 
 async def default_stoplist_id(conn: asyncpg.Connection, *, account_id: str) -> uuid.UUID:
-    """The account's `default` stoplist, created on first use."""
-    await conn.execute(
-        """INSERT INTO stoplists (id, account_id, name, created_by) VALUES ($1, $2, $3, 'system')
-           ON CONFLICT (account_id, name) DO NOTHING""",
+    """The account's `default` stoplist, created on first use (one round trip either way)."""
+    value = await conn.fetchval(
+        """WITH created AS (
+             INSERT INTO stoplists (id, account_id, name, created_by) VALUES ($1, $2, $3, 'system')
+             ON CONFLICT (account_id, name) DO NOTHING RETURNING id)
+           SELECT id FROM created UNION ALL
+           SELECT id FROM stoplists WHERE account_id = $2 AND name = $3 LIMIT 1""",
         uuid.uuid4(),
         account_id,
         DEFAULT_STOPLIST,
-    )
-    value = await conn.fetchval(
-        "SELECT id FROM stoplists WHERE account_id = $1 AND name = $2", account_id, DEFAULT_STOPLIST
     )
     assert value is not None
     return value  # type: ignore[no-any-return]
@@ -168,10 +168,6 @@ async def insert_entries(
         [e.reason for e in entries],
         [e.expires_at for e in entries],
     )
-    if rows:
-        await conn.execute(
-            "UPDATE stoplists SET record_count = record_count + $2 WHERE id = $1", stoplist_id, len(rows)
-        )
     return rows
 
 
@@ -199,17 +195,25 @@ async def delete_entries_where(
         account_id,
         *args,
     )
-    if rows:
-        counts: dict[uuid.UUID, int] = {}
-        for r in rows:
-            counts[r["stoplist_id"]] = counts.get(r["stoplist_id"], 0) + 1
+    return rows
+
+
+async def count_entries(conn: asyncpg.Connection, *, rows: Sequence[asyncpg.Record], sign: int) -> None:
+    """Move the stoplists' record counts by the rows added (sign 1) or removed (-1).
+
+    Callers run it as their transaction's last statement: it row-locks each stoplist until commit,
+    and every writer of that stoplist (both consumers, the API, imports) queues on that lock.
+    """
+    counts: dict[uuid.UUID, int] = {}
+    for r in rows:
+        counts[r["stoplist_id"]] = counts.get(r["stoplist_id"], 0) + sign
+    if counts:
         await conn.execute(
-            """UPDATE stoplists s SET record_count = greatest(0, s.record_count - d.n)
+            """UPDATE stoplists s SET record_count = greatest(0, s.record_count + d.n)
                FROM unnest($1::uuid[], $2::bigint[]) AS d(id, n) WHERE s.id = d.id""",
             list(counts),
             list(counts.values()),
         )
-    return rows
 
 
 BY_ENTRY_IDS = "stoplist_id = $2 AND id = ANY($3::uuid[])"
