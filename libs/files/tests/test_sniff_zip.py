@@ -138,7 +138,7 @@ def test_running_count_stops_a_bomb_whose_header_is_not_trusted(
 def test_small_repetitive_files_are_not_mistaken_for_bombs(tmp_path: Path) -> None:
     path = tmp_path / "small.zip"
     path.write_bytes(_zip({"same.csv": b"12672345678\n" * 50_000}))
-    member = open_first_member(str(path))
+    member = open_first_member(str(path), spool_dir=str(tmp_path))
     assert Path(member.path).stat().st_size == 600_000
 
 

@@ -22,6 +22,7 @@ from dialguard.messaging.kafka import make_broker, start_producer
 from dialguard.messaging.outbox import SQL_DIR as MESSAGING_SQL
 from dialguard.messaging.outbox import EncodedEvent, OutgoingEvent, enqueue
 from dialguard.messaging.relay import OutboxRelay
+from dialguard.platform.consumer_slots import ConsumerSlot
 from dialguard.platform.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ class ServiceRuntime:
     _subscriptions: list[_Subscription] = field(default_factory=list)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _broker_ok: tuple[float, bool] = (0.0, False)
+    _slot: ConsumerSlot | None = None
 
     def consume(
         self,
@@ -109,7 +111,16 @@ class ServiceRuntime:
             )
             group = f"{self.service}.{sub.name}{s.CONSUMER_GROUP_SUFFIX}"
             subscribe(self.broker, consumer, *sub.topics, group_id=group, tuning=s.consumer_tuning())
-        await self.broker.start()
+        if s.HTTP_WORKERS <= s.CONSUMER_WORKERS:
+            await self.broker.start()
+            return
+        # More HTTP workers than consumers wanted: the first to take a slot consumes, the others wait
+        # for a slot to free up (consumer_slots.py says why).
+        slot = self._slot = ConsumerSlot(self.service, s.HTTP_PORT, s.CONSUMER_WORKERS)
+        if slot.claim():
+            await self.broker.start()
+        else:
+            self.background(lambda: slot.wait_and_run(self.broker.start))
 
     async def stop(self) -> None:
         """Stop consumers first (their offsets are committed only after effects), then the relay."""
@@ -120,6 +131,8 @@ class ServiceRuntime:
                 await task
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        if self._slot is not None:
+            self._slot.release()
         with contextlib.suppress(Exception):
             await self.relay.stop()
         with contextlib.suppress(Exception):

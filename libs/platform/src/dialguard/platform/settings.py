@@ -20,6 +20,7 @@ class ServiceSettings(BaseSettings):
     HTTP_PORT: int = 8000
     HTTP_HOST: str = "127.0.0.1"
     HTTP_WORKERS: int = Field(default=1, ge=1, le=64)
+    CONSUMER_WORKERS: int = Field(default=1, ge=1, le=64)  # of the HTTP workers, how many also consume
     LOG_LEVEL: str = "INFO"
     DEFAULT_PHONE_REGION: str = Field(default="US", pattern=r"^[A-Z]{2}$")
 
