@@ -135,6 +135,7 @@ class DeliveryWorker:
     _breakers: dict[uuid.UUID, Breaker] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _backlog_at: float = 0.0
+    _leftovers: dict[uuid.UUID, tuple[list[dict[str, Any]], list[uuid.UUID]]] = field(default_factory=dict)
 
     @property
     def concurrency(self) -> int:
@@ -193,13 +194,39 @@ class DeliveryWorker:
                 await task
         self._lanes.clear()
         with contextlib.suppress(Exception):
+            await self._settle_leftovers()  # sent rows recorded as sent, not sent again
+        with contextlib.suppress(Exception):
             async with self.pool.acquire() as conn:
                 await repo.release_leases(conn, owner=self.owner)
         for client, _ in self._clients.values():
             await aclose_quietly(client)
         self._clients.clear()
 
+    def _keep_leftovers(
+        self, target_id: uuid.UUID, outcomes: list[dict[str, Any]], unsent: list[uuid.UUID]
+    ) -> None:
+        """A lane ended while Postgres was away: its outcomes and unsent rows wait here, still leased to us."""
+        kept_outcomes, kept_unsent = self._leftovers.setdefault(target_id, ([], []))
+        kept_outcomes.extend(outcomes)
+        kept_unsent.extend(unsent)
+
+    async def _settle_leftovers(self) -> None:
+        """Record kept outcomes and hand back kept unsent rows once Postgres answers again: without this
+        they waited out their lease (~40 s after a Postgres restart, for rows of a lane that was running)."""
+        for target_id, (outcomes, unsent) in list(self._leftovers.items()):
+            async with self.pool.acquire() as conn, conn.transaction():
+                if outcomes:
+                    await repo.record_results(conn, target_id=target_id, owner=self.owner, results=outcomes)
+                if unsent:
+                    await repo.release_rows(conn, ids=unsent, owner=self.owner)
+            del self._leftovers[target_id]
+            lane = self._lanes.get(target_id)
+            if lane is not None:
+                lane.kick()
+
     async def _dispatch(self) -> None:
+        if self._leftovers:
+            await self._settle_leftovers()
         for target_id in [t for t, lane in self._lanes.items() if lane.task is not None and lane.task.done()]:
             del self._lanes[target_id]
         async with self.pool.acquire() as conn:
@@ -365,12 +392,17 @@ class Lane:
                 await recorder
             try:
                 await self._flush()
-            except Exception as exc:  # the rows stay leased and go out again when the lease ends
-                log.warning("delivery outcomes not recorded", target_id=self._label, error=repr(exc))
+            except Exception as exc:  # kept by the worker, recorded when Postgres is back
+                log.warning("delivery outcomes not recorded yet", target_id=self._label, error=repr(exc))
             if self._released:
-                with contextlib.suppress(Exception):
+                try:
                     async with self.worker.pool.acquire() as conn:
                         await repo.release_rows(conn, ids=self._released, owner=self.worker.owner)
+                    self._released = []
+                except Exception as exc:  # kept by the worker below
+                    log.warning("unsent rows not handed back yet", target_id=self._label, error=repr(exc))
+            if self._outcomes or self._released:
+                self.worker._keep_leftovers(self.target_id, self._outcomes, self._released)
             self.worker._clients[self.target_id] = (client, time.monotonic())
 
     async def _claimer(self) -> None:
