@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -471,3 +472,29 @@ async def test_two_instances_never_send_an_entry_twice(
         async with httpx.AsyncClient(base_url=second.base_url) as c2:
             metrics = (await c.get("/metrics")).text + (await c2.get("/metrics")).text
         assert f'dialguard_outbound_delivered_total{{target="{target}"}}' in metrics
+
+
+async def test_a_killed_instances_leased_rows_go_out_in_seconds_not_a_lease_later(
+    start_service: StartService, fake: Any, publish: Any
+) -> None:
+    """With these settings a lease lasts 8 x (2 + 1) + 30 = 54 s; the next instance must not wait it out."""
+    first = await start_outbound(start_service, fake)
+    acct, stoplist = account(), str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=first.base_url) as c:
+        target = await _tm_target(c, acct, stoplist, "06", "takeover")
+    await fake.behave(match="/outbound06/", hang=True)
+    phones = [f"45206{i:05d}" for i in range(10)]
+    for phone in phones:
+        await publish(change(acct, stoplist, phone))
+
+    async def all_hanging() -> bool:  # every row is leased by the first instance, and in flight
+        return len({r["json"]["phone"] for r in await fake.requests("/outbound06/")}) == len(phones)
+
+    await wait_for(all_hanging, timeout=20)
+    first.kill()
+    await fake.client.delete("/_behaviour")
+    started = asyncio.get_running_loop().time()
+    second = await start_outbound(start_service, fake)
+    async with httpx.AsyncClient(base_url=second.base_url) as c:
+        await _settled(c, target, acct, len(phones), "delivered")
+    assert asyncio.get_running_loop().time() - started < 30  # start-up included, well under 54 s

@@ -39,6 +39,7 @@ from dialguard.outbound_sync.domain import (
     tm_url,
 )
 from dialguard.outbound_sync.http_client import HttpClient, aclose_quietly
+from dialguard.outbound_sync.liveness import OWNER_LOCK_SPACE, OwnerLock
 from dialguard.outbound_sync.metrics import BACKLOG, BREAKER_OPEN, DELIVERED, FAILED, LATENCY
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,8 @@ BODY_LOG_LIMIT = 2000
 RESPONSE_READ_LIMIT = 4096
 CLIENT_IDLE_S = 300.0
 BACKLOG_EVERY_S = 2.0
+REAP_EVERY_S = 2.0
+"""How often a worker looks for rows leased by an owner that is gone (liveness.py)."""
 LANE_IDLE_S = 5.0  # a lane with nothing to send lingers this long (woken at once by new rows), then ends
 FLUSH_S = 0.002  # the recorder waits this long for more outcomes before writing a batch
 TARGET_CONFIG_S = 1.0  # a lane re-reads its target's settings this often (a pause applies at the next claim)
@@ -136,6 +139,8 @@ class DeliveryWorker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _backlog_at: float = 0.0
     _leftovers: dict[uuid.UUID, tuple[list[dict[str, Any]], list[uuid.UUID]]] = field(default_factory=dict)
+    _owner_lock: OwnerLock | None = None
+    _reaped_at: float = 0.0
 
     @property
     def concurrency(self) -> int:
@@ -201,6 +206,8 @@ class DeliveryWorker:
         for client, _ in self._clients.values():
             await aclose_quietly(client)
         self._clients.clear()
+        if self._owner_lock is not None:
+            await self._owner_lock.close()
 
     def _keep_leftovers(
         self, target_id: uuid.UUID, outcomes: list[dict[str, Any]], unsent: list[uuid.UUID]
@@ -224,9 +231,24 @@ class DeliveryWorker:
             if lane is not None:
                 lane.kick()
 
+    async def _reap_dead_leases(self) -> None:
+        """Every REAP_EVERY_S: say this owner is alive (its lock), and hand back rows whose owner is not."""
+        if self._owner_lock is None:
+            self._owner_lock = OwnerLock(self.settings.DATABASE_URL, self.owner)
+        await self._owner_lock.hold()
+        if time.monotonic() - self._reaped_at < REAP_EVERY_S:
+            return
+        self._reaped_at = time.monotonic()
+        async with self.pool.acquire() as conn:
+            targets = await repo.release_dead_leases(conn, me=self.owner, lock_space=OWNER_LOCK_SPACE)
+        if targets:
+            log.info("took over the leases of a process that is gone", targets=len(targets))
+            self.wake(targets)
+
     async def _dispatch(self) -> None:
         if self._leftovers:
             await self._settle_leftovers()
+        await self._reap_dead_leases()
         for target_id in [t for t, lane in self._lanes.items() if lane.task is not None and lane.task.done()]:
             del self._lanes[target_id]
         async with self.pool.acquire() as conn:

@@ -319,6 +319,25 @@ async def release_leases(conn: asyncpg.Connection, *, owner: str) -> int:
     return int(result.split()[-1])
 
 
+async def release_dead_leases(conn: asyncpg.Connection, *, me: str, lock_space: int) -> list[uuid.UUID]:
+    """Hand back pending rows leased by an owner whose liveness lock (liveness.py) nobody holds: that
+    process is gone. Returns the targets of the rows released."""
+    rows = await conn.fetch(
+        """WITH live AS MATERIALIZED (
+               SELECT l.objid FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $2::int4::oid AND l.objsubid = 2
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+           UPDATE deliveries d
+           SET lease_until = NULL, lease_owner = NULL, attempts = greatest(d.attempts - 1, 0), updated_at = now()
+           WHERE d.status = 'pending' AND d.lease_until > now() AND d.lease_owner <> $1
+             AND hashtext(d.lease_owner)::oid NOT IN (SELECT objid FROM live)
+           RETURNING d.target_id""",
+        me,
+        lock_space,
+    )
+    return list({r["target_id"] for r in rows})
+
+
 async def backlog_by_target(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Pending rows per target, for the backlog gauge."""
     rows: list[asyncpg.Record] = await conn.fetch(
