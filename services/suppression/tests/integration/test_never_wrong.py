@@ -11,18 +11,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
-from dialguard.db.migrations import apply_migrations
-from dialguard.db.pool import create_pool
-from dialguard.messaging.outbox import SQL_DIR as MESSAGING_SQL
-from dialguard.platform.runtime import PLATFORM_SQL, ServiceRuntime
-from dialguard.platform.settings import ServiceSettings
 from dialguard.suppression import repository as repo
-from dialguard.suppression.cache_redis import RedisSuppressionCache, wait_for_older_transactions
+from dialguard.suppression.cache_redis import wait_for_older_transactions
 from dialguard.suppression.check_wire import CheckIdentifier
 from dialguard.suppression.checks import (
     batch_keys,
@@ -51,30 +44,6 @@ ops = st.lists(
     min_size=5,
     max_size=40,
 )
-
-
-@pytest.fixture
-async def harness(infra: Any, dsns: dict[str, str]) -> Any:
-    dsn = dsns["suppression"]
-    pool = await create_pool(dsn, schema="suppression")
-    async with pool.acquire() as conn:
-        await apply_migrations(
-            conn, schema="suppression", directories=[MESSAGING_SQL, PLATFORM_SQL, MIGRATIONS]
-        )
-    runtime = ServiceRuntime(
-        service="suppression",
-        schema="suppression",
-        settings=ServiceSettings(DATABASE_URL=dsn),
-        migrations_dir=MIGRATIONS,
-    )
-    runtime.pool = pool
-    cache = RedisSuppressionCache(infra.redis_url)
-    cache.bind(pool)
-    redis = Redis.from_url(infra.redis_url)
-    yield Suppression(runtime=runtime, cache=cache), redis
-    await cache.close()
-    await redis.aclose()
-    await pool.close()
 
 
 async def add_committed(svc: Suppression, account: str, stoplist_id: Any, entries: list[NewEntry]) -> None:

@@ -91,6 +91,50 @@ async def test_analyze_then_import_with_mapping_progress_errors_and_event(
         assert len(list(csv.reader(io.StringIO(only.text)))) == 2
 
 
+async def test_a_many_batch_import_into_two_stoplists_counts_every_row_once(start_service: StartService) -> None:
+    """Several batches are in Postgres at once (importing.WRITERS): repeats across batches, bad rows
+    and two target stoplists must still add up exactly."""
+    phones = [f"1267234{i:04d}" for i in range(4000)]
+    lines = ["phone"]
+    bad = 0
+    for i, phone in enumerate(phones):
+        lines.append(phone)
+        if i % 8 == 7:  # a repeat of a row from an earlier batch, from the second batch on
+            lines.append(phones[i // 4])
+        if i % 997 == 0:
+            lines.append(f"not-a-phone-{i}")
+            bad += 1
+    repeats = len(lines) - 1 - len(phones) - bad
+    assert len(lines) - 1 > 2 * 2000 and repeats == 500
+    sup = await start_service("suppression")
+    async with httpx.AsyncClient(base_url=sup.base_url, timeout=30) as c:
+        a, b = await _stoplist(c, "many-a"), await _stoplist(c, "many-b")
+        started = await c.post(
+            "/v1/imports",
+            files={"file": ("many.csv", "\n".join(lines).encode(), "text/csv")},
+            data={"stoplist_ids": f"{a['id']},{b['id']}"},
+            headers=auth(),
+        )
+        assert started.status_code == 202, started.text
+        import_id = started.json()["import_id"]
+
+        async def finished() -> Any:
+            r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
+            return r if r["status"] in ("completed", "failed") else None
+
+        result = await wait_for(finished, timeout=120)
+        assert result["status"] == "completed", result
+        assert result["processed"] == result["total"] == len(lines) - 1
+        assert result["counts"]["imported"] == 2 * len(phones)
+        assert result["counts"]["duplicates"] == repeats
+        assert result["counts"]["invalid"] == bad
+        for sl in (a, b):
+            got = (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth())).json()
+            assert got["record_count"] == len(phones), got
+        errors = await c.get(f"/v1/imports/{import_id}/errors", headers=auth())
+        assert len(list(csv.reader(io.StringIO(errors.text)))) == 1 + bad
+
+
 async def test_xlsx_and_zipped_xlsx_import(start_service: StartService) -> None:
     book = openpyxl.Workbook()
     sheet = book.active

@@ -11,7 +11,7 @@ import asyncpg
 
 from dialguard.events import envelope_bytes, format_time, new_event_ids, utcnow
 from dialguard.events.topics import SUPPRESSION_CHANGES
-from dialguard.messaging.outbox import EncodedEvent
+from dialguard.messaging.outbox import EncodedEvent, notify_channel
 from dialguard.platform.runtime import ServiceRuntime
 from dialguard.suppression import repository as repo
 from dialguard.suppression.cache import SuppressionCache
@@ -127,6 +127,38 @@ async def add_entries(
         )
         await repo.count_entries(conn, rows=rows, sign=1)
     return rows
+
+
+async def import_entries(
+    svc: Suppression,
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    stoplist_id: uuid.UUID,
+    entries: Sequence[NewEntry],
+    actor: str | None,
+) -> int:
+    """add_entries for file imports: the same locks, cache bits before commit and events, with the
+    events built in Postgres next to the insert; returns how many entries were new, for the caller to
+    move the stoplist's count with as its transaction's last statement (repository.move_counts)."""
+    if not entries:
+        return 0
+    await repo.lock_identifiers(conn, account_id=account_id, keys=[(e.id_type, e.value) for e in entries])
+    keys = await repo.insert_entries_announced(
+        conn,
+        account_id=account_id,
+        stoplist_id=stoplist_id,
+        entries=entries,
+        actor=actor,
+        producer=svc.runtime.service,
+        occurred_at=format_time(utcnow()),
+        topic=SUPPRESSION_CHANGES,
+        notify=notify_channel(svc.runtime.schema),
+    )
+    if keys:
+        # Before commit, as in add_entries (docs/suppression-cache.md).
+        await svc.cache.add(account_id, [k.encode() for k in keys])
+    return len(keys)
 
 
 async def remove_entries(

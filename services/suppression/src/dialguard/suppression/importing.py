@@ -22,8 +22,9 @@ from dialguard.files.tabular import Table, open_table, preview
 from dialguard.files.zipped import open_first_member
 from dialguard.identifiers import InvalidIdentifier, detect_type, normalize_identifier, validate_channel
 from dialguard.messaging.outbox import OutgoingEvent
+from dialguard.suppression import repository as repo
 from dialguard.suppression.domain import NewEntry
-from dialguard.suppression.handlers import Suppression, add_entries
+from dialguard.suppression.handlers import Suppression, import_entries
 
 log = structlog.get_logger(__name__)
 FIELDS = (
@@ -49,7 +50,14 @@ SOURCES = (
     "import",
 )
 ALLOWED_KINDS = ("csv", "txt", "xlsx", "zip")
-BATCH = 2000
+BATCH = 1000
+"""Rows per import transaction. Each takes one advisory lock per identifier (repository.lock_identifiers),
+and Postgres' lock table holds max_locks_per_transaction x ~max_connections of them for the whole
+server (6,400 by default): WRITERS x BATCH = 2,000 per import leaves room for three at once. 2,000-row
+batches import ~7% faster and double that."""
+WRITERS = 2
+"""Batches in Postgres at once: one waits on the round trips and locks of the other's commit, and
+Postgres gets a second core while the next batch is parsed."""
 """Rows per import transaction. Each takes one advisory lock per identifier (repository.lock_identifiers),
 and Postgres' lock table holds max_locks_per_transaction x ~max_connections of them for the whole
 server (6,400 by default): 5,000-row batches left room for one import at a time. 2,000 imports as
@@ -260,6 +268,48 @@ def _parse_batch(
     return _Parsed(entries, errors, duplicates, len(batch))
 
 
+async def _write_batch(
+    svc: Suppression,
+    parsed: _Parsed,
+    *,
+    import_id: uuid.UUID,
+    account_id: str,
+    stoplist_ids: list[uuid.UUID],
+    actor: str,
+) -> dict[str, int]:
+    """One batch in one transaction: entries into every stoplist, rejected rows, progress, counts last."""
+    entries = parsed.entries
+    delta = {"processed": parsed.rows, "imported": 0, "duplicates": parsed.duplicates, "invalid": len(parsed.errors)}
+    added: dict[uuid.UUID, int] = {}
+    async with svc.runtime.pool.acquire() as conn, conn.transaction():
+        for stoplist_id in stoplist_ids:
+            n = await import_entries(
+                svc, conn, account_id=account_id, stoplist_id=stoplist_id, entries=entries, actor=actor
+            )
+            added[stoplist_id] = n
+            delta["imported"] += n
+            delta["duplicates"] += len(entries) - n
+        if parsed.errors:
+            await conn.copy_records_to_table(
+                "import_errors",
+                records=[(import_id, n, v, c, r) for n, v, c, r in parsed.errors],
+                columns=["import_id", "row_number", "value", "code", "reason"],
+            )
+        # Row locks from here to commit, taken in the same order by every writer: the import row, then
+        # each stoplist (repository.count_entries).
+        await conn.execute(
+            """UPDATE imports SET processed = processed + $2, imported = imported + $3,
+                                  duplicates = duplicates + $4, invalid = invalid + $5 WHERE id = $1""",
+            import_id,
+            delta["processed"],
+            delta["imported"],
+            delta["duplicates"],
+            delta["invalid"],
+        )
+        await repo.move_counts(conn, {k: v for k, v in added.items() if v})
+    return delta
+
+
 async def run_import(
     svc: Suppression,
     *,
@@ -276,6 +326,14 @@ async def run_import(
     status, error = "completed", None
     counts = {"total": 0, "imported": 0, "duplicates": 0, "invalid": 0, "skipped": 0}
     upcoming: asyncio.Future[_Parsed | None] | None = None
+    writing: set[asyncio.Task[dict[str, int]]] = set()
+
+    def settle(done: set[asyncio.Task[dict[str, int]]]) -> None:
+        for task in done:
+            for key, n in task.result().items():
+                if key in counts:
+                    counts[key] += n
+
     try:
         table = opened.table
         columns = columns_of(table, preview(table, 10))
@@ -287,56 +345,52 @@ async def run_import(
                 "UPDATE imports SET status = 'running', total = $2 WHERE id = $1", import_id, total
             )
         seen: set[tuple[str, str, str | None, str | None]] = set()
-        processed = 0
         rows_iter = _batches(table, BATCH)
 
         def read_and_parse() -> _Parsed | None:
             batch = next(rows_iter, None)
             return None if batch is None else _parse_batch(batch, resolved, region=region, seen=seen)
 
-        # The next batch is read and parsed in a thread while this one is in Postgres: the two halves
-        # cost about the same, so overlapping them roughly halves an import's wall time.
+        # Three stages overlap: the next batch is read and parsed in a thread while up to WRITERS
+        # batches are in Postgres, each in its own transaction on its own connection. Batches never
+        # share an entry (`seen`), each takes its identifier locks in one sorted statement, and the
+        # row locks at their ends come in one order, so they cannot deadlock.
         upcoming = asyncio.ensure_future(asyncio.to_thread(read_and_parse))
         while True:
             parsed = await upcoming
             if parsed is None:
                 break
             upcoming = asyncio.ensure_future(asyncio.to_thread(read_and_parse))
-            entries, errors, batch_rows = parsed.entries, parsed.errors, parsed.rows
-            counts["duplicates"] += parsed.duplicates
-            async with pool.acquire() as conn, conn.transaction():
-                for stoplist_id in stoplist_ids:
-                    rows = await add_entries(
+            if len(writing) >= WRITERS:
+                done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+                settle(done)
+            writing.add(
+                asyncio.create_task(
+                    _write_batch(
                         svc,
-                        conn,
+                        parsed,
+                        import_id=import_id,
                         account_id=account_id,
-                        stoplist_id=stoplist_id,
-                        entries=entries,
+                        stoplist_ids=stoplist_ids,
                         actor=actor,
                     )
-                    counts["imported"] += len(rows)
-                    counts["duplicates"] += len(entries) - len(rows)
-                if errors:
-                    await conn.copy_records_to_table(
-                        "import_errors",
-                        records=[(import_id, n, v, c, r) for n, v, c, r in errors],
-                        columns=["import_id", "row_number", "value", "code", "reason"],
-                    )
-                counts["invalid"] += len(errors)
-                processed += batch_rows
-                await conn.execute(
-                    """UPDATE imports SET processed = $2, imported = $3, duplicates = $4, invalid = $5 WHERE id = $1""",
-                    import_id,
-                    processed,
-                    counts["imported"],
-                    counts["duplicates"],
-                    counts["invalid"],
                 )
+            )
+        if writing:
+            done, writing = await asyncio.wait(writing)
+            settle(done)
     except Exception as exc:
         status, error = "failed", getattr(exc, "message", None) or str(exc) or repr(exc)
         log.warning("import failed", import_id=str(import_id), error=error)
     finally:
-        if upcoming is not None:  # a failed batch: let the parse in flight finish before the file goes
+        # A failed batch: let the parse and the writes in flight finish before the file goes and the
+        # import is marked (their counts are in the import row already).
+        if writing:
+            done, _ = await asyncio.wait(writing)
+            for task in done:
+                if not task.exception():
+                    settle({task})
+        if upcoming is not None:
             with contextlib.suppress(BaseException):
                 await upcoming
         opened.close()
