@@ -107,10 +107,12 @@ def flush(redis_server: RedisServer, redis: aioredis.Redis) -> Callable[[], Awai
     return run
 
 
-@pytest.fixture
-async def cache(redis: aioredis.Redis) -> BloomCache:
-    """A started cache on the bitmap backend."""
-    c = BloomCache(redis, redisbloom=False)
+@pytest.fixture(params=["snapshot", "words"])
+async def cache(request: pytest.FixtureRequest, redis: aioredis.Redis) -> BloomCache:
+    """A started cache on the bitmap backend; every test runs with batch lookups answered from the
+    process's copy of the filter (snapshot) and with single word reads only (no copy allowed)."""
+    budget = {"snapshot": 256 << 20, "words": 0}[request.param]
+    c = BloomCache(redis, redisbloom=False, snapshot_budget_bytes=budget)
     await c.start()
     return c
 

@@ -446,3 +446,81 @@ async def test_a_lookup_after_a_server_restart_reconnects_and_reports_not_ready(
         assert await cache.lookup(acct, _phones(0, 2)) is None
     finally:
         await client.aclose()
+
+
+# --- the process's copy of a whole filter (BloomCache._lookup_snapshot) --------------------------
+
+
+async def _copying(redis: aioredis.Redis, **kw: Any) -> BloomCache:
+    c = BloomCache(redis, redisbloom=False, **kw)
+    await c.start()
+    return c
+
+
+async def test_a_copy_never_hides_an_add_made_by_another_process(redis: aioredis.Redis) -> None:
+    reader, writer = await _copying(redis), await _copying(redis)
+    acct = await _ready(writer, _phones(0, 2000, 2), expected_n=5000)
+    batch = _phones(0, 2000)
+    first = await reader.lookup(acct, batch)
+    assert first is not None and all(first[::2])
+    assert acct in reader._snapshots
+    copy = reader._snapshots[acct]
+    assert await writer.add(acct, [b"phone:added-elsewhere"]) == AddResult(True, False)
+    again = await reader.lookup(acct, [*batch, b"phone:added-elsewhere"])
+    assert again is not None and again[-1] is True
+    assert reader._snapshots[acct].version != copy.version  # read again, not answered from the old copy
+    reads = (await redis.info("commandstats"))["cmdstat_get"]["calls"]
+    assert await reader.lookup(acct, [*batch, b"phone:added-elsewhere"]) == again
+    assert (await redis.info("commandstats"))["cmdstat_get"]["calls"] == reads  # unchanged: the copy answered
+
+
+async def test_a_copy_answers_like_word_reads(redis: aioredis.Redis) -> None:
+    copying, reading = await _copying(redis), await _copying(redis, snapshot_budget_bytes=0)
+    acct = await _ready(copying, _phones(0, 50_000, 3), expected_n=20_000)
+    await copying.add(acct, _phones(1, 3000, 3))
+    keys = _phones(0, 50_000)
+    assert await copying.lookup(acct, keys) == await reading.lookup(acct, keys)
+    assert acct in copying._snapshots and not reading._snapshots
+
+
+async def test_a_copy_is_not_used_after_a_flush(redis: aioredis.Redis, flush: Flush) -> None:
+    c = await _copying(redis)
+    acct = await _ready(c, _phones(0, 1000))
+    assert await c.lookup(acct, _phones(0, 500)) == [True] * 500
+    await flush()
+    assert await c.lookup(acct, _phones(0, 500)) is None
+    assert acct not in c._snapshots
+
+
+async def test_a_replaced_bitmap_under_the_same_marker_is_not_trusted(redis: aioredis.Redis) -> None:
+    c = await _copying(redis)
+    acct = await _ready(c, _phones(0, 1000))
+    assert await c.lookup(acct, _phones(0, 500)) == [True] * 500
+    cur = c._key(acct, "cur")
+    await redis.set(cur, b"\x00" * await redis.strlen(cur))  # same size, no header: a stray write
+    assert await c.lookup(acct, _phones(0, 500)) is None
+
+
+async def test_a_copy_follows_a_swap_to_a_new_generation(redis: aioredis.Redis) -> None:
+    reader, writer = await _copying(redis), await _copying(redis)
+    acct = await _ready(writer, _phones(0, 1000), expected_n=1000)
+    assert await reader.lookup(acct, _phones(0, 500)) == [True] * 500
+    old = reader._snapshots[acct].descriptor
+    assert await writer.load_bulk(acct, _phones(1000, 2000), expected_n=50_000)  # the first 1000 deleted
+    got = await reader.lookup(acct, [*_phones(0, 500), *_phones(1000, 1500)])
+    assert got is not None and all(got[500:]) and sum(got[:500]) <= 5
+    assert reader._snapshots[acct].descriptor != old
+
+
+async def test_copies_stay_within_their_byte_budget(redis: aioredis.Redis) -> None:
+    probe = await _copying(redis)
+    one = await _ready(probe, _phones(0, 1000), expected_n=20_000)
+    size = int((await probe.status(one)).bytes_used)
+    c = await _copying(redis, snapshot_budget_bytes=size + size // 2)
+    two = await _ready(c, _phones(0, 1000), expected_n=20_000)
+    for acct in (one, two, one):
+        assert await c.lookup(acct, _phones(0, 1000)) == [True] * 1000
+    assert list(c._snapshots) == [one]
+    small = await _copying(redis, snapshot_budget_bytes=size // 2)
+    assert await small.lookup(acct, _phones(0, 1000)) == [True] * 1000
+    assert not small._snapshots  # over the budget: single words read instead

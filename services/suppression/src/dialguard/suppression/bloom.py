@@ -219,6 +219,20 @@ class _Phase(NamedTuple):
     words: bh.U64 | None
 
 
+class _Snapshot(NamedTuple):
+    """A whole generation's data words as read together with its version (meta ``cur_entries``)."""
+
+    descriptor: str
+    version: bytes
+    words: bh.U64
+
+
+_SNAPSHOT_BYTES_PER_WORD = 1500
+"""Reading a whole bitmap (GET) costs about what reading this many bytes' worth of single words with
+BITFIELD_RO GET does (measured here: a 2.4 MB GET 3.7 ms, 10,000 word GETs ~25 ms with their parse)."""
+_HMGET_VERSION = b"*4\r\n$5\r\nHMGET\r\n"
+
+
 class BloomCache:
     """Per-account suppression-key filters in Redis with atomic readiness.
 
@@ -241,6 +255,7 @@ class BloomCache:
         rebuild_lease_s: float = 900.0,
         heartbeat_every_s: float = 5.0,
         upload_chunk_bytes: int = 4 << 20,
+        snapshot_budget_bytes: int = 256 << 20,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
@@ -256,6 +271,8 @@ class BloomCache:
         self._lease_s = rebuild_lease_s
         self._heartbeat_every_s = heartbeat_every_s
         self._upload_chunk = upload_chunk_bytes
+        self._snapshot_budget = snapshot_budget_bytes
+        self._snapshots: dict[str, _Snapshot] = {}
         self._jemalloc = False
         self._started = False
         self._cur_cache: dict[str, str] = {}
@@ -383,7 +400,11 @@ class BloomCache:
             else:
                 if hashes is None:
                     hashes = bh.hash_keys(keys)
-                result, seen = await self._lookup_bitmap(meta, cur, gen, *hashes)
+                local = await self._lookup_snapshot(account_id, meta, cur, gen, *hashes)
+                if local is not None:
+                    result, seen = local
+                else:
+                    result, seen = await self._lookup_bitmap(meta, cur, gen, *hashes)
             if seen == descriptor:
                 if result is None:
                     self._bury(descriptor)
@@ -506,6 +527,99 @@ class BloomCache:
             return None, second.descriptor
         hit[survivors] = bh.test_words(second.words, p.m2[survivors])
         return hit, second.descriptor
+
+    async def _lookup_snapshot(
+        self, account_id: str, meta: bytes, cur: bytes, gen: Generation, a: bh.U64, b: bh.U64
+    ) -> tuple[bh.Bools, str] | None:
+        """Answer from this process's copy of the whole generation while it is the current one, or None
+        to read single words instead: the copy is stale and too large to be worth reading again, or
+        the generation changed or failed a check (_lookup_bitmap then reads and judges it as always).
+
+        Bits of a generation change only in the ADD script, which bumps ``cur_entries`` in the same
+        atomic step, so a copy read atomically with version v holds exactly the bits any reader sees
+        while the marker, the header, the server incarnation and v are what one MULTI shows now.
+        """
+        assert gen.layout is not None
+        snap = self._snapshots.get(account_id)
+        if snap is not None and snap.descriptor == gen.descriptor:
+            seen, version, ok = await self._read_version(meta, cur, gen)
+            if not ok:  # another generation, or this one failed a check: the word path sorts it out
+                self._snapshots.pop(account_id, None)
+                return None
+            if version == snap.version:
+                self._snapshots[account_id] = self._snapshots.pop(account_id)  # most recently used last
+                return self._test_snapshot(snap.words, gen, a, b), seen
+        nbytes = gen.layout.nbytes
+        if nbytes > self._snapshot_budget or nbytes > _SNAPSHOT_BYTES_PER_WORD * int(a.size):
+            return None
+        seen, fresh = await self._read_snapshot(meta, cur, gen)
+        if fresh is None:
+            self._snapshots.pop(account_id, None)
+            return None
+        self._keep_snapshot(account_id, fresh)
+        return self._test_snapshot(fresh.words, gen, a, b), seen
+
+    @staticmethod
+    def _test_snapshot(words: bh.U64, gen: Generation, a: bh.U64, b: bh.U64) -> bh.Bools:
+        assert gen.layout is not None
+        p = bh.probes(gen.layout, a, b)
+        return bh.test_words(words[p.w1], p.m1) & bh.test_words(words[p.w2], p.m2)
+
+    def _keep_snapshot(self, account_id: str, snap: _Snapshot) -> None:
+        """Keep the copy, dropping the least recently used ones past the byte budget."""
+        self._snapshots.pop(account_id, None)
+        used = sum(s.words.nbytes for s in self._snapshots.values()) + snap.words.nbytes
+        for other in list(self._snapshots):
+            if used <= self._snapshot_budget:
+                break
+            used -= self._snapshots.pop(other).words.nbytes
+        self._snapshots[account_id] = snap
+
+    def _version_multi(self, meta: bytes, cur_read: bytes) -> bytes:
+        return b"".join(
+            (
+                _MULTI,
+                _INFO_SERVER,
+                _HMGET_VERSION,
+                _bulk(meta),
+                b"$3\r\ncur\r\n$11\r\ncur_entries\r\n",
+                cur_read,
+                _EXEC,
+            )
+        )
+
+    def _checked(self, result: Any, gen: Generation) -> tuple[str, bytes, Any]:
+        """(descriptor seen, version, third reply) of a version MULTI; version b'' when it does not count."""
+        if not isinstance(result, list) or len(result) != 3:
+            raise BloomCacheError(f"unexpected EXEC reply: {result!r:.200}")
+        info, fields, third = result
+        seen = _text(fields[0]) if isinstance(fields, list) and fields else ""
+        version = fields[1] if isinstance(fields, list) and len(fields) == 2 else None
+        if seen != gen.descriptor or not isinstance(version, bytes) or isinstance(third, BaseException):
+            return seen, b"", third
+        if _run_id(info) != gen.run_id:
+            return seen, b"", third
+        return seen, version, third
+
+    async def _read_version(self, meta: bytes, cur: bytes, gen: Generation) -> tuple[str, bytes, bool]:
+        """Marker, version and header in one MULTI: (descriptor seen, version, whether it counts)."""
+        header = b"*5\r\n$11\r\nBITFIELD_RO\r\n" + _bulk(cur) + _GET_HEADER
+        replies = await self._exchange(self._version_multi(meta, header), 5)
+        seen, version, words = self._checked(replies[4], gen)
+        ok = bool(version) and isinstance(words, list) and len(words) == 1 and words[0] == gen.header
+        return seen, version, ok
+
+    async def _read_snapshot(self, meta: bytes, cur: bytes, gen: Generation) -> tuple[str, _Snapshot | None]:
+        """The whole generation with its marker and version in one MULTI; None when it does not count."""
+        assert gen.layout is not None
+        replies = await self._exchange(self._version_multi(meta, b"*2\r\n$3\r\nGET\r\n" + _bulk(cur)), 5)
+        seen, version, raw = self._checked(replies[4], gen)
+        if not version or not isinstance(raw, bytes) or len(raw) != gen.layout.nbytes:
+            return seen, None
+        stored = np.frombuffer(raw, dtype=">u8")
+        if int(stored[0].astype(np.int64)) != gen.header:
+            return seen, None
+        return seen, _Snapshot(gen.descriptor, version, stored[bh.HEADER_WORDS :].astype(np.uint64))
 
     async def _lookup_bf(
         self, meta: bytes, cur: bytes, gen: Generation, keys: Sequence[bytes] | npt.NDArray[np.bytes_]

@@ -279,7 +279,12 @@ async def _write_batch(
 ) -> dict[str, int]:
     """One batch in one transaction: entries into every stoplist, rejected rows, progress, counts last."""
     entries = parsed.entries
-    delta = {"processed": parsed.rows, "imported": 0, "duplicates": parsed.duplicates, "invalid": len(parsed.errors)}
+    delta = {
+        "processed": parsed.rows,
+        "imported": 0,
+        "duplicates": parsed.duplicates,
+        "invalid": len(parsed.errors),
+    }
     added: dict[uuid.UUID, int] = {}
     async with svc.runtime.pool.acquire() as conn, conn.transaction():
         for stoplist_id in stoplist_ids:
