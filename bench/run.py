@@ -6,6 +6,8 @@ stoplist entries (default 1,000,000; the issue's 10,000,000 needs ~10 minutes mo
 BENCH_SKIP_PEER=1 skips the peer. Then each service's own bench script (bench/bench_*.py, each says
 what it measures): contact-list (BENCH_CONTACTS rows, default BENCH_N), lead-action (BENCH_LEADS
 leads, default BENCH_N), outbound-sync (BENCH_DELIVERIES, default 5,000); BENCH_SKIP_SERVICES=1 skips them.
+BENCH_IMPORT_ROWS (default 100,000, at most BENCH_N) sets the suppression import's size: a million-row
+import also leaves a million SuppressionChanged events for the later services to catch up on first.
 """
 
 from __future__ import annotations
@@ -294,7 +296,9 @@ async def main() -> None:
             await bench_checks(nocache.base_url, "dialguard-pg-only", out, pids)
         )
         print("dialguard postgres-only", results["dialguard_postgres_only"], flush=True)
-        results["import"] = await import_rate(nocache.base_url)
+        results["import"] = await import_rate(
+            nocache.base_url, int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
+        )
         print("import", results["import"], flush=True)
         if os.environ.get("BENCH_SKIP_SERVICES") != "1":
             await nocache.stop()
