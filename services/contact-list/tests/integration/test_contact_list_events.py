@@ -156,15 +156,18 @@ async def test_commit_emits_contact_imported_and_import_completed(
         done = await import_file(
             c,
             cl["id"],
-            "phone,name,email\n12672345678,Ann,ann@example.com\n12672345679,Bob,\nbad,X,\n",
+            'phone,name,email,city\n12672345678,"Ann ""Q"" \\ Ü",ann@example.com,"Bos""ton"\n'
+            "12672345679,Bob,,\nbad,X,,\n",
             account,
         )
         contacts = await contacts_by_external_id(c, cl["id"], account)
     imported = await consume(infra, CONTACTS_IMPORTED, account, 2)
     assert len(imported) == 2
     by_name = {env["payload"]["contact"]["name"]: (key, env) for key, env in imported}
-    key, env = by_name["Ann"]
+    key, env = by_name['Ann "Q" \\ Ü']  # Postgres writes these envelopes: quoting must hold
     assert env["event_type"] == "ContactImported"
+    assert env["payload"]["contact"]["fields"] == {"city": 'Bos"ton'}
+    assert env["payload"]["contact"]["timezone"] is None
     assert env["producer"] == "contact-list"
     contact_id = contacts["1"]["id"]
     assert key == f"{account}:{contact_id}"

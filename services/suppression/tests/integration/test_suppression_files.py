@@ -91,7 +91,9 @@ async def test_analyze_then_import_with_mapping_progress_errors_and_event(
         assert len(list(csv.reader(io.StringIO(only.text)))) == 2
 
 
-async def test_a_many_batch_import_into_two_stoplists_counts_every_row_once(start_service: StartService) -> None:
+async def test_a_many_batch_import_into_two_stoplists_counts_every_row_once(
+    start_service: StartService,
+) -> None:
     """Several batches are in Postgres at once (importing.WRITERS): repeats across batches, bad rows
     and two target stoplists must still add up exactly."""
     phones = [f"1267234{i:04d}" for i in range(4000)]

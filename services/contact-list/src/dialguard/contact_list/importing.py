@@ -131,6 +131,7 @@ async def run_validation(rt: ServiceRuntime, job: ValidationJob) -> None:
     """Background: count, then parse in batches into the staging table; rows identical to ones already in
     the list are duplicates. Ends `validated` (or `failed` with a reason)."""
     pool = rt.pool
+    upcoming: asyncio.Future[Any] | None = None
     try:
         total = await asyncio.to_thread(job.table.count_rows)
         async with pool.acquire() as conn:
@@ -138,12 +139,22 @@ async def run_validation(rt: ServiceRuntime, job: ValidationJob) -> None:
         seen: set[str] = set()
         processed = valid_n = invalid = duplicates = 0
         batches = _batches(job.table, BATCH)
+
+        def read_and_validate() -> (
+            tuple[int, list[tuple[int, ParsedRow, str]], list[tuple[int, str, str, str]]] | None
+        ):
+            batch = next(batches, None)
+            return None if batch is None else (len(batch), *validate_batch(batch, job, seen))
+
+        # Normalizing thousands of identifiers is CPU work: off the event loop, and the next batch's
+        # while this one is staged in Postgres (one thread at a time reads the file and `seen`).
+        upcoming = asyncio.ensure_future(asyncio.to_thread(read_and_validate))
         while True:
-            batch = await asyncio.to_thread(next, batches, None)
-            if batch is None:
+            ready = await upcoming
+            if ready is None:
                 break
-            # Normalizing thousands of identifiers is CPU work: off the event loop.
-            valid, errors = await asyncio.to_thread(validate_batch, batch, job, seen)
+            upcoming = asyncio.ensure_future(asyncio.to_thread(read_and_validate))
+            batch_rows, valid, errors = ready
             async with pool.acquire() as conn, conn.transaction():
                 status = await conn.fetchval(
                     "SELECT status FROM imports WHERE id = $1 FOR UPDATE", job.import_id
@@ -164,7 +175,7 @@ async def run_validation(rt: ServiceRuntime, job: ValidationJob) -> None:
                 valid = [v for v in valid if v[1].row_hash not in known]
                 await _stage(conn, job.import_id, valid)
                 await _insert_errors(conn, job.import_id, errors)
-                processed += len(batch)
+                processed += batch_rows
                 valid_n += len(valid)
                 duplicates += sum(1 for e in errors if e[2] == "duplicate")
                 invalid += sum(1 for e in errors if e[2] != "duplicate")
@@ -187,6 +198,9 @@ async def run_validation(rt: ServiceRuntime, job: ValidationJob) -> None:
         log.warning("import validation failed", import_id=str(job.import_id), error=error)
         await fail_import(rt, import_id=job.import_id, account_id=job.account_id, error=error)
     finally:
+        if upcoming is not None:  # stopped early: the read in flight finishes before the file goes
+            with contextlib.suppress(BaseException):
+                await upcoming
         job.cleanup()
 
 

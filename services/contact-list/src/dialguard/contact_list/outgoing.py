@@ -90,24 +90,39 @@ async def enqueue_staged_contacts_imported(
     jsonb: text is what goes out), so a million contacts cost no Python object each. The same envelope and key as publish_contacts_imported.
     A contact's units are its staged units (staged with callable true) unless one of them is suppressed;
     only those contacts' units are aggregated again."""
-    campaign = campaign_link(list_row)
+    # The envelope up to the contact id is the same for every contact: built once here, and Postgres
+    # appends each contact with plain concatenation (to_json quotes every text value), a third of the
+    # cost of nesting json_build_object per row.
+    head = orjson.dumps(
+        {
+            "event_type": "ContactImported",
+            "schema_version": 1,
+            "occurred_at": format_time(utcnow()),
+            "account_id": account_id,
+            "correlation_id": correlation_id,
+            "producer": rt.service,
+            "payload": {
+                "contact_list_id": str(list_row["id"]),
+                "import_id": str(import_id),
+                "campaign": campaign_link(list_row),
+            },
+        }
+    ).decode()
+    prefix = '",' + head[1:-2] + ',"contact":{"contact_id":"'
     await conn.execute(
         """INSERT INTO outbox (topic, key, value, event_id, event_type, correlation_id)
            SELECT $1, convert_to($2 || ':' || e.id, 'UTF8'),
-                  convert_to(json_build_object(
-                      'event_id', e.event_id, 'event_type', 'ContactImported', 'schema_version', 1,
-                      'occurred_at', $3::text, 'account_id', $2::text, 'correlation_id', $4::text,
-                      'producer', $5::text,
-                      'payload', json_build_object(
-                          'contact_list_id', $6::text, 'import_id', $7::text, 'campaign', $8::json,
-                          'contact', json_build_object(
-                              'contact_id', e.id, 'external_id', e.external_id, 'name', e.name,
-                              'fields', e.fields, 'timezone', e.timezone, 'units', e.units)))::text, 'UTF8'),
+                  convert_to('{"event_id":"' || e.event_id || $3::text || e.id
+                      || '","external_id":' || coalesce(to_json(e.external_id)::text, 'null')
+                      || ',"name":' || coalesce(to_json(e.name)::text, 'null')
+                      || ',"fields":' || coalesce(e.fields, 'null')
+                      || ',"timezone":' || coalesce(to_json(e.timezone)::text, 'null')
+                      || ',"units":' || coalesce(e.units, 'null') || '}}}', 'UTF8'),
                   e.event_id, 'ContactImported', $4
            FROM (SELECT w.row_number, w.id, gen_random_uuid() AS event_id, w.external_id,
-                        coalesce(c.name, w.name) AS name, coalesce(c.fields, w.fields) AS fields,
+                        coalesce(c.name, w.name) AS name, coalesce(c.fields, w.fields)::text AS fields,
                         coalesce(c.timezone, w.timezone) AS timezone,
-                        coalesce(k.units, w.units::json) AS units
+                        coalesce(k.units::text, w.units::text) AS units
                  FROM commit_contacts w
                  LEFT JOIN LATERAL (SELECT c.name, c.fields, c.timezone FROM contacts c
                                     WHERE w.existed AND c.id = w.id) c ON true
@@ -120,12 +135,8 @@ async def enqueue_staged_contacts_imported(
            ORDER BY e.row_number""",
         CONTACTS_IMPORTED,
         account_id,
-        format_time(utcnow()),
+        prefix,
         correlation_id,
-        rt.service,
-        str(list_row["id"]),
-        str(import_id),
-        campaign,
     )
     await conn.execute("SELECT pg_notify($1, '')", notify_channel(rt.schema))
 
