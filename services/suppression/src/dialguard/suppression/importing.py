@@ -58,10 +58,6 @@ batches import ~7% faster and double that."""
 WRITERS = 2
 """Batches in Postgres at once: one waits on the round trips and locks of the other's commit, and
 Postgres gets a second core while the next batch is parsed."""
-"""Rows per import transaction. Each takes one advisory lock per identifier (repository.lock_identifiers),
-and Postgres' lock table holds max_locks_per_transaction x ~max_connections of them for the whole
-server (6,400 by default): 5,000-row batches left room for one import at a time. 2,000 imports as
-fast (14.7 s per 100,000 rows against 14.6) and holds an opt-out of one of its numbers back for less."""
 _HEADER_HINTS = {
     "phone": ("phone", "mobile", "msisdn", "number", "tel", "telephone", "cell"),
     "email": ("email", "e-mail", "mail"),

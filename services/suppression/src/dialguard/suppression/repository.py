@@ -309,11 +309,16 @@ async def count_entries(conn: asyncpg.Connection, *, rows: Sequence[asyncpg.Reco
 
 
 async def move_counts(conn: asyncpg.Connection, counts: dict[uuid.UUID, int]) -> None:
-    """Add each stoplist's delta to its record count (the last statement of a transaction, see count_entries)."""
+    """Add each stoplist's delta to its record count (the last statement of a transaction, see count_entries).
+
+    The rows are locked in id order first: two transactions that each count several stoplists (an
+    import into two lists, a removal by identifier across lists) would otherwise lock them in
+    whatever order each UPDATE meets them, and could deadlock."""
     if counts:
         await conn.execute(
-            """UPDATE stoplists s SET record_count = greatest(0, s.record_count + d.n)
-               FROM unnest($1::uuid[], $2::bigint[]) AS d(id, n) WHERE s.id = d.id""",
+            """WITH locked AS (SELECT id FROM stoplists WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE)
+               UPDATE stoplists s SET record_count = greatest(0, s.record_count + d.n)
+               FROM unnest($1::uuid[], $2::bigint[]) AS d(id, n), locked l WHERE s.id = d.id AND l.id = d.id""",
             list(counts),
             list(counts.values()),
         )
