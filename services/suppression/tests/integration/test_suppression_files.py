@@ -32,6 +32,16 @@ async def _stoplist(c: httpx.AsyncClient, name: str, account: str = "acme") -> d
     return dict(r.json())
 
 
+async def _finished_import(c: httpx.AsyncClient, import_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll the import until it is completed or failed."""
+
+    async def finished() -> Any:
+        r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
+        return r if r["status"] in ("completed", "failed") else None
+
+    return dict(await wait_for(finished, timeout=timeout))
+
+
 async def test_analyze_then_import_with_mapping_progress_errors_and_event(
     start_service: StartService,
 ) -> None:
@@ -61,12 +71,7 @@ async def test_analyze_then_import_with_mapping_progress_errors_and_event(
         )
         assert started.status_code == 202, started.text
         import_id = started.json()["import_id"]
-
-        async def finished() -> Any:
-            r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
-            return r if r["status"] in ("completed", "failed") else None
-
-        result = await wait_for(finished, timeout=60)
+        result = await _finished_import(c, import_id)
         assert result["status"] == "completed", result
         assert result["processed"] == result["total"] == 5
         assert result["counts"]["imported"] == 6  # 3 distinct identifiers into each of two stoplists
@@ -121,12 +126,7 @@ async def test_a_many_batch_import_into_two_stoplists_counts_every_row_once(
         )
         assert started.status_code == 202, started.text
         import_id = started.json()["import_id"]
-
-        async def finished() -> Any:
-            r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
-            return r if r["status"] in ("completed", "failed") else None
-
-        result = await wait_for(finished, timeout=120)
+        result = await _finished_import(c, import_id, timeout=120)
         assert result["status"] == "completed", result
         assert result["processed"] == result["total"] == len(lines) - 1
         assert result["counts"]["imported"] == 2 * len(phones)
@@ -160,11 +160,7 @@ async def test_xlsx_and_zipped_xlsx_import(start_service: StartService) -> None:
             )
             assert started.status_code == 202, started.text
 
-            async def finished(import_id: str = started.json()["import_id"]) -> Any:
-                r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
-                return r if r["status"] in ("completed", "failed") else None
-
-            result = await wait_for(finished, timeout=60)
+            result = await _finished_import(c, started.json()["import_id"])
             assert result["status"] == "completed", result
             assert result["counts"]["imported"] == 2, result  # phone and email of row 2
             assert result["counts"]["invalid"] == 1, result
