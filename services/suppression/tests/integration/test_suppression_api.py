@@ -8,15 +8,14 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialguard.events import Envelope
 from dialguard.events.topics import LEADS_STOPPED, SUPPRESSION_CHANGES
 from dialguard.platform.auth import mint_token
 from dialguard.testing.fixtures import StartService
-from dialguard.testing.helpers import SECRET, auth, wait_for
+from dialguard.testing.helpers import SECRET, account_events, auth, wait_for
 
 PHONE = "12672345678"
 
@@ -255,29 +254,7 @@ async def test_truncate_needs_the_password(start_service: StartService) -> None:
 
 
 async def _changes(infra: Any, account: str, want: int, timeout: float = 30) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        SUPPRESSION_CHANGES,
-        bootstrap_servers=infra.kafka_bootstrap,
-        group_id=f"t-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-        session_timeout_ms=3000,
-        heartbeat_interval_ms=300,
-        fetch_max_wait_ms=20,
-    )
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(found) < want and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for r in records:
-                    env = orjson.loads(r.value)
-                    if env["account_id"] == account:
-                        assert r.key.decode().startswith(f"{account}:")
-                        found.append(env)
-    finally:
-        await consumer.stop()
-    return found
+    return await account_events(infra.kafka_bootstrap, SUPPRESSION_CHANGES, account, want, timeout)
 
 
 async def test_lead_stopped_and_unstopped_events_round_trip(

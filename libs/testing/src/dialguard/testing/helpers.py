@@ -1,10 +1,15 @@
-"""Small helpers shared by integration and e2e tests: tokens for the test secret, polling."""
+"""Small helpers shared by integration and e2e tests: tokens for the test secret, polling, reading a
+topic's events of one account."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer
 
 from dialguard.platform.auth import mint_token
 
@@ -33,3 +38,34 @@ async def wait_for(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met in {timeout}s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+async def account_events(
+    bootstrap: str, topic: str, account: str, want: int, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Envelopes of one account on a topic from its beginning, until `want` arrived or the time is up;
+    each record's key must start with the account (CONTRACT §5's keys)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=300,
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found) < want and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for r in records:
+                    env = json.loads(r.value)
+                    if env["account_id"] == account:
+                        assert r.key is not None
+                        assert r.key.decode().startswith(f"{account}:")
+                        found.append(env)
+    finally:
+        await consumer.stop()
+    return found
