@@ -12,9 +12,10 @@ import httpx
 import openpyxl
 import orjson
 
+from dialguard.events.topics import IMPORTS_COMPLETED
 from dialguard.suppression.importing import BATCH, WRITERS
 from dialguard.testing.fixtures import StartService
-from dialguard.testing.helpers import auth, wait_for
+from dialguard.testing.helpers import account_events, auth, wait_for
 
 CSV = (
     "Phone;Reason;Ignored\n"
@@ -32,11 +33,13 @@ async def _stoplist(c: httpx.AsyncClient, name: str, account: str = "acme") -> d
     return dict(r.json())
 
 
-async def _finished_import(c: httpx.AsyncClient, import_id: str, timeout: float = 60) -> dict[str, Any]:
+async def _finished_import(
+    c: httpx.AsyncClient, import_id: str, timeout: float = 60, account: str = "acme"
+) -> dict[str, Any]:
     """Poll the import until it is completed or failed."""
 
     async def finished() -> Any:
-        r = (await c.get(f"/v1/imports/{import_id}", headers=auth())).json()
+        r = (await c.get(f"/v1/imports/{import_id}", headers=auth(account))).json()
         return r if r["status"] in ("completed", "failed") else None
 
     return dict(await wait_for(finished, timeout=timeout))
@@ -98,7 +101,7 @@ async def test_analyze_then_import_with_mapping_progress_errors_and_event(
 
 
 async def test_a_many_batch_import_into_two_stoplists_counts_every_row_once(
-    start_service: StartService,
+    infra: Any, start_service: StartService
 ) -> None:
     """Several batches are in Postgres at once (importing.WRITERS): repeats across batches, bad rows
     and two target stoplists must still add up exactly."""
@@ -115,28 +118,34 @@ async def test_a_many_batch_import_into_two_stoplists_counts_every_row_once(
     repeats = len(lines) - 1 - len(phones) - bad
     assert len(lines) - 1 > (WRITERS + 1) * BATCH  # more batches than are ever in Postgres at once
     assert repeats == 500
+    account = f"many-{uuid.uuid4().hex[:8]}"
     sup = await start_service("suppression")
     async with httpx.AsyncClient(base_url=sup.base_url, timeout=30) as c:
-        a, b = await _stoplist(c, "many-a"), await _stoplist(c, "many-b")
+        a, b = await _stoplist(c, "many-a", account), await _stoplist(c, "many-b", account)
         started = await c.post(
             "/v1/imports",
             files={"file": ("many.csv", "\n".join(lines).encode(), "text/csv")},
             data={"stoplist_ids": f"{a['id']},{b['id']}"},
-            headers=auth(),
+            headers=auth(account),
         )
         assert started.status_code == 202, started.text
         import_id = started.json()["import_id"]
-        result = await _finished_import(c, import_id, timeout=120)
+        result = await _finished_import(c, import_id, timeout=120, account=account)
         assert result["status"] == "completed", result
         assert result["processed"] == result["total"] == len(lines) - 1
         assert result["counts"]["imported"] == 2 * len(phones)
         assert result["counts"]["duplicates"] == repeats
         assert result["counts"]["invalid"] == bad
         for sl in (a, b):
-            got = (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth())).json()
+            got = (await c.get(f"/v1/stoplists/{sl['id']}", headers=auth(account))).json()
             assert got["record_count"] == len(phones), got
-        errors = await c.get(f"/v1/imports/{import_id}/errors", headers=auth())
+        errors = await c.get(f"/v1/imports/{import_id}/errors", headers=auth(account))
         assert len(list(csv.reader(io.StringIO(errors.text)))) == 1 + bad
+    # ImportCompleted carries the counts the import row has (every batch moved them).
+    [completed] = await account_events(infra.kafka_bootstrap, IMPORTS_COMPLETED, account, 1)
+    assert completed["payload"]["import_id"] == import_id
+    assert completed["payload"]["status"] == "completed"
+    assert completed["payload"]["counts"] == result["counts"]
 
 
 async def test_xlsx_and_zipped_xlsx_import(start_service: StartService) -> None:

@@ -272,7 +272,7 @@ async def _write_batch(
     account_id: str,
     stoplist_ids: list[uuid.UUID],
     actor: str,
-) -> dict[str, int]:
+) -> None:
     """One batch in one transaction: entries into every stoplist, rejected rows, progress, counts last."""
     entries = parsed.entries
     delta = {
@@ -308,7 +308,6 @@ async def _write_batch(
             delta["invalid"],
         )
         await repo.move_counts(conn, {k: v for k, v in added.items() if v})
-    return delta
 
 
 async def run_import(
@@ -325,22 +324,13 @@ async def run_import(
     """The background job: count, then parse/normalize/insert in batches, recording progress and errors."""
     pool = svc.runtime.pool
     status, error = "completed", None
-    counts = {"total": 0, "imported": 0, "duplicates": 0, "invalid": 0, "skipped": 0}
     upcoming: asyncio.Future[_Parsed | None] | None = None
-    writing: set[asyncio.Task[dict[str, int]]] = set()
-
-    def settle(done: set[asyncio.Task[dict[str, int]]]) -> None:
-        for task in done:
-            for key, n in task.result().items():
-                if key in counts:
-                    counts[key] += n
-
+    writing: set[asyncio.Task[None]] = set()
     try:
         table = opened.table
         columns = columns_of(table, preview(table, 10))
         resolved = resolve_mapping(mapping, columns)
         total = await asyncio.to_thread(lambda: sum(1 for _ in table.rows()))
-        counts["total"] = total
         async with pool.acquire() as conn:
             await conn.execute(
                 "UPDATE imports SET status = 'running', total = $2 WHERE id = $1", import_id, total
@@ -364,7 +354,8 @@ async def run_import(
             upcoming = asyncio.ensure_future(asyncio.to_thread(read_and_parse))
             if len(writing) >= WRITERS:
                 done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
-                settle(done)
+                for task in done:
+                    task.result()  # a failed batch fails the import
             writing.add(
                 asyncio.create_task(
                     _write_batch(
@@ -379,25 +370,24 @@ async def run_import(
             )
         if writing:
             done, writing = await asyncio.wait(writing)
-            settle(done)
+            for task in done:
+                task.result()
     except Exception as exc:
         status, error = "failed", getattr(exc, "message", None) or str(exc) or repr(exc)
         log.warning("import failed", import_id=str(import_id), error=error)
     finally:
         # A failed batch: let the parse and the writes in flight finish before the file goes and the
-        # import is marked (their counts are in the import row already).
+        # import is marked (each committed batch's counts are in the import row already).
         if writing:
-            done, _ = await asyncio.wait(writing)
-            for task in done:
-                if not task.exception():
-                    settle({task})
+            await asyncio.wait(writing)
         if upcoming is not None:
             with contextlib.suppress(BaseException):
                 await upcoming
         opened.close()
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "UPDATE imports SET status = $2, error = $3, finished_at = now() WHERE id = $1",
+        # The counts are the import row's: every batch moved them in its own transaction.
+        row = await conn.fetchrow(
+            "UPDATE imports SET status = $2, error = $3, finished_at = now() WHERE id = $1 RETURNING *",
             import_id,
             status,
             error,
@@ -411,7 +401,7 @@ async def run_import(
                 "target": {"kind": "stoplist", "id": str(stoplist_ids[0])},
                 "targets": [{"kind": "stoplist", "id": str(s)} for s in stoplist_ids],
                 "status": status,
-                "counts": counts,
+                "counts": import_out(row)["counts"],
                 "error": error,
             },
         )
