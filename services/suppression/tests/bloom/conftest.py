@@ -108,13 +108,14 @@ def flush(redis_server: RedisServer, redis: aioredis.Redis) -> Callable[[], Awai
 
 
 @pytest.fixture(params=["snapshot", "words"])
-async def cache(request: pytest.FixtureRequest, redis: aioredis.Redis) -> BloomCache:
+async def cache(request: pytest.FixtureRequest, redis: aioredis.Redis) -> AsyncIterator[BloomCache]:
     """A started cache on the bitmap backend; every test runs with batch lookups answered from the
     process's copy of the filter (snapshot) and with single word reads only (no copy allowed)."""
     budget = {"snapshot": 256 << 20, "words": 0}[request.param]
     c = BloomCache(redis, redisbloom=False, snapshot_budget_bytes=budget)
     await c.start()
-    return c
+    yield c
+    await c.aclose()
 
 
 class RestartableValkey:

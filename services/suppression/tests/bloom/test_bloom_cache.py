@@ -529,3 +529,31 @@ async def test_copies_stay_within_their_byte_budget(redis: aioredis.Redis) -> No
     small = await _copying(redis, snapshot_budget_bytes=size // 2)
     assert await small.lookup(acct, _phones(0, 1000)) == [True] * 1000
     assert not small._snapshots  # over the budget: single words read instead
+
+
+async def test_a_copy_dropped_by_a_concurrent_lookup_still_answers_the_lookup_that_validated_it(
+    redis: aioredis.Redis, flush: Flush
+) -> None:
+    """Lookup A validates its copy, then waits; meanwhile lookup B finds the filter flushed and drops the
+    copy. A must still answer from the copy it proved current (it once raised KeyError here)."""
+    c = await _copying(redis)
+    acct = await _ready(c, _phones(0, 1000))
+    assert await c.lookup(acct, _phones(0, 500)) == [True] * 500
+    real = c._read_version
+    a_read, b_done = asyncio.Event(), asyncio.Event()
+
+    async def paused(*args: Any) -> Any:
+        got = await real(*args)
+        if not a_read.is_set():  # the first caller is A: hold it after its read
+            a_read.set()
+            await b_done.wait()
+        return got
+
+    c._read_version = paused  # type: ignore[method-assign]
+    a = asyncio.create_task(c.lookup(acct, _phones(0, 500)))
+    await a_read.wait()
+    await flush()
+    assert await c.lookup(acct, _phones(0, 500)) is None  # B: not ready, copy dropped
+    assert acct not in c._snapshots
+    b_done.set()
+    assert await a == [True] * 500

@@ -49,11 +49,11 @@ import hiredis
 import numpy as np
 import numpy.typing as npt
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from dialguard.suppression import bloom_hash as bh
 from dialguard.suppression import bloom_scripts as scripts
+from dialguard.suppression import resp_wire
 
 __all__ = [
     "REDISBLOOM",
@@ -258,6 +258,7 @@ class BloomCache:
         snapshot_budget_bytes: int = 256 << 20,
     ) -> None:
         self._redis = redis
+        self._wire = resp_wire.for_client(redis)
         self._prefix = prefix
         self._bits_per_entry = bits_per_entry
         self._max_bytes_per_entry = max_bytes_per_entry
@@ -296,6 +297,10 @@ class BloomCache:
         info = await self._redis.info("memory")
         self._jemalloc = str(info.get("mem_allocator", "")).startswith("jemalloc")
         self._started = True
+
+    async def aclose(self) -> None:
+        """Close the read connections (the redis-py client is its owner's to close)."""
+        await self._wire.aclose()
 
     async def _detect_redisbloom(self) -> bool:
         """True when MODULE LIST shows the 'bf' module (RedisBloom or valkey-bloom)."""
@@ -344,32 +349,12 @@ class BloomCache:
     # --- raw exchange ---------------------------------------------------------------------
 
     async def _exchange(self, payload: bytes, replies: int) -> list[Any]:
-        """Send pre-encoded commands on one pooled connection and read their replies.
+        """Send pre-encoded read-only commands and read their replies (resp_wire says why not redis-py).
 
-        The lookup's BITFIELD_RO has tens of thousands of arguments; redis-py's pure-Python
-        encoder would spend more time than Redis does, so the bytes are built with numpy. Only
-        read-only transactions come here, so a stale pooled connection (server restarted) is
-        simply replaced once and the read repeated.
+        The lookup's BITFIELD_RO has tens of thousands of arguments; redis-py's pure-Python encoder
+        would spend more time than Redis does, so the bytes are built with numpy.
         """
-        pool = self._redis.connection_pool
-        for attempt in (1, 2):
-            try:
-                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-            except TypeError:  # redis-py < 5.3 wants a command name
-                conn = await pool.get_connection("MULTI")  # type: ignore[no-untyped-call]
-            try:
-                await conn.send_packed_command(payload, check_health=False)
-                return [await conn.read_response(disable_decoding=True) for _ in range(replies)]
-            except (RedisConnectionError, OSError):
-                await conn.disconnect()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                await conn.disconnect()
-                raise
-            finally:
-                await pool.release(conn)
-        raise AssertionError("unreachable")
+        return await self._wire.exchange(payload, replies)
 
     # --- lookup ---------------------------------------------------------------------------
 
@@ -547,7 +532,10 @@ class BloomCache:
                 self._snapshots.pop(account_id, None)
                 return None
             if version == snap.version:
-                self._snapshots[account_id] = self._snapshots.pop(account_id)  # most recently used last
+                # Most recently used last, unless a concurrent lookup dropped or replaced it meanwhile;
+                # this copy was proven current by the read above either way.
+                if self._snapshots.get(account_id) is snap:
+                    self._snapshots[account_id] = self._snapshots.pop(account_id)
                 return self._test_snapshot(snap.words, gen, a, b), seen
         nbytes = gen.layout.nbytes
         if nbytes > self._snapshot_budget or nbytes > _SNAPSHOT_BYTES_PER_WORD * int(a.size):

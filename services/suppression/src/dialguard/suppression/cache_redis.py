@@ -168,4 +168,5 @@ class RedisSuppressionCache:
     async def close(self) -> None:
         for task in self._rebuilding.values():
             task.cancel()
+        await self._bloom.aclose()
         await self._redis.aclose()
