@@ -22,6 +22,7 @@ from dialguard.identifiers.normalize import (
     phone_candidates,
     phone_readings,
     validate_channel,
+    warm_phone_rules,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "phone_candidates",
     "phone_readings",
     "validate_channel",
+    "warm_phone_rules",
 ]

@@ -14,6 +14,7 @@ from dialguard.contact_list.filters import auto_add_loop
 from dialguard.contact_list.importing import fail_orphaned_imports
 from dialguard.contact_list.subscribers import lifecycle_handler, suppression_handler
 from dialguard.events.topics import CALL_RESULTS, LEADS_ACTIONS, LEADS_MOVED, SUPPRESSION_CHANGES
+from dialguard.identifiers import warm_phone_rules
 from dialguard.platform.app import create_service_app
 from dialguard.platform.ping import enable_pings
 from dialguard.platform.runtime import ServiceRuntime
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def on_start(rt: ServiceRuntime) -> None:
+        warm_phone_rules(region)
         rt.background(auto_add_loop(rt, settings.AUTO_ADD_POLL_SECONDS))
         await fail_orphaned_imports(rt)
 

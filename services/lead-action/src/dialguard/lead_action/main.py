@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from dialguard.events.topics import CALL_RESULTS, CONTACTS_IMPORTED, SUPPRESSION_CHANGES
+from dialguard.identifiers import warm_phone_rules
 from dialguard.lead_action import repository as repo
 from dialguard.lead_action.api import router
 from dialguard.lead_action.api_actions import router as actions_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.warning("export sweep failed", error=repr(exc))
 
     async def on_start(rt: ServiceRuntime) -> None:
+        warm_phone_rules(region)
         rt.background(export_sweeper)
 
     app = create_service_app(

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from dialguard.events.topics import LEADS_STOPPED
+from dialguard.identifiers import warm_phone_rules
 from dialguard.platform.app import create_service_app
 from dialguard.platform.errors import error_body
 from dialguard.platform.ping import enable_pings
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, cache: SuppressionCache | None 
             await asyncio.sleep(settings.EXPIRY_SWEEP_SECONDS)
 
     async def on_start(rt: ServiceRuntime) -> None:
+        warm_phone_rules(settings.DEFAULT_PHONE_REGION)
         if isinstance(cache, RedisSuppressionCache):
             cache.bind(rt.pool)
             rt.background(cache.warm_up)
