@@ -557,3 +557,30 @@ async def test_a_copy_dropped_by_a_concurrent_lookup_still_answers_the_lookup_th
     assert acct not in c._snapshots
     b_done.set()
     assert await a == [True] * 500
+
+
+async def test_a_filter_too_large_to_read_for_one_batch_is_copied_once_it_holds_still(
+    redis: aioredis.Redis,
+) -> None:
+    """A 20,000-entry filter (~47 KB) costs more to read than 20 keys' word reads (~30 KB): it is copied
+    only after batches whose word reads add up to its size saw the same version, and an add between
+    batches starts the count again."""
+    reader, writer = await _copying(redis), await _copying(redis)
+    acct = await _ready(writer, _phones(0, 1000), expected_n=20_000)
+    nbytes = int((await writer.status(acct)).bytes_used)
+    batch = _phones(0, 20)
+    per_batch = 1500 * len(batch)
+    assert per_batch < nbytes < 3 * per_batch
+    assert await reader.lookup(acct, batch) == [True] * 20
+    assert acct not in reader._snapshots  # one batch's worth of reads: not yet
+    await writer.add(acct, [b"phone:moved-the-version"])
+    assert await reader.lookup(acct, batch) == [True] * 20
+    assert acct not in reader._snapshots  # the version moved: counting starts again
+    for _ in range(-(-nbytes // per_batch) - 2):
+        assert await reader.lookup(acct, batch) == [True] * 20
+        assert acct not in reader._snapshots
+    assert await reader.lookup(acct, [*batch, b"phone:moved-the-version"]) == [True] * 21
+    assert acct in reader._snapshots  # held still long enough: copied, and answering
+    gets = (await redis.info("commandstats"))["cmdstat_get"]["calls"]
+    assert await reader.lookup(acct, batch) == [True] * 20
+    assert (await redis.info("commandstats"))["cmdstat_get"]["calls"] == gets

@@ -274,6 +274,9 @@ class BloomCache:
         self._upload_chunk = upload_chunk_bytes
         self._snapshot_budget = snapshot_budget_bytes
         self._snapshots: dict[str, _Snapshot] = {}
+        self._stillness: dict[
+            str, tuple[str, bytes, int]
+        ] = {}  # account -> descriptor, version, bytes of word reads
         self._jemalloc = False
         self._started = False
         self._cur_cache: dict[str, str] = {}
@@ -526,6 +529,7 @@ class BloomCache:
         """
         assert gen.layout is not None
         snap = self._snapshots.get(account_id)
+        version: bytes | None = None
         if snap is not None and snap.descriptor == gen.descriptor:
             seen, version, ok = await self._read_version(meta, cur, gen)
             if not ok:  # another generation, or this one failed a check: the word path sorts it out
@@ -538,14 +542,39 @@ class BloomCache:
                     self._snapshots[account_id] = self._snapshots.pop(account_id)
                 return self._test_snapshot(snap.words, gen, a, b), seen
         nbytes = gen.layout.nbytes
-        if nbytes > self._snapshot_budget or nbytes > _SNAPSHOT_BYTES_PER_WORD * int(a.size):
+        if nbytes > self._snapshot_budget:
             return None
+        worth = _SNAPSHOT_BYTES_PER_WORD * int(a.size)  # bytes that cost what this batch's word reads do
+        if nbytes > worth:
+            if version is None:
+                seen, version, ok = await self._read_version(meta, cur, gen)
+                if not ok:
+                    return None
+            if not self._held_still(account_id, gen.descriptor, version, nbytes, worth):
+                return None
         seen, fresh = await self._read_snapshot(meta, cur, gen)
         if fresh is None:
             self._snapshots.pop(account_id, None)
             return None
         self._keep_snapshot(account_id, fresh)
         return self._test_snapshot(fresh.words, gen, a, b), seen
+
+    def _held_still(self, account_id: str, descriptor: str, version: bytes, nbytes: int, worth: int) -> bool:
+        """Whether a filter too large to read again for one batch has kept its version for enough
+        batches in a row that one read costs no more than their word reads did (so a filter that
+        changes between batches is never copied, and a quiet one is, whatever its size)."""
+        held = self._stillness.get(account_id)
+        if held is not None and held[0] == descriptor and held[1] == version:
+            spent = held[2] + worth
+        else:
+            spent = worth
+            if len(self._stillness) > 100_000:
+                self._stillness.clear()
+        if spent >= nbytes:
+            self._stillness.pop(account_id, None)
+            return True
+        self._stillness[account_id] = (descriptor, version, spent)
+        return False
 
     @staticmethod
     def _test_snapshot(words: bh.U64, gen: Generation, a: bh.U64, b: bh.U64) -> bh.Bools:
